@@ -1,0 +1,3 @@
+from gocram.cli import main
+
+raise SystemExit(main())

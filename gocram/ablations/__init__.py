@@ -1,0 +1,1 @@
+"""Toggle registry, ablation matrices, the cell runner, result rows, tables and plots."""

@@ -1,0 +1,279 @@
+"""Run configuration: keyword-only dataclasses, loaded from YAML plus `section.key=value` overrides.
+
+Every field is type-checked when a config is built, unknown keys are rejected with a suggestion,
+and illegal combinations raise ConfigError naming the field, so a bad run fails before it starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from gocram.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def pad_vocab(vocab_size: int, multiple: int = 64) -> int:
+    """Round the embedding table up so matmuls see friendly shapes."""
+    return ((vocab_size + multiple - 1) // multiple) * multiple
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 256
+    seq_len: int = 256
+    vocab_size: int = 8192  # the tokenizer's size; the embedding is padded to a multiple of 64
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    bias: bool = True
+    tie_embeddings: bool = True
+    position: Literal["learned", "rope"] = "learned"
+    norm: str = "layernorm"
+    activation: str = "gelu"
+    attention: str = "sdpa"
+    loss: str = "cross_entropy"
+
+    def __post_init__(self) -> None:
+        for name in ("n_layer", "n_head", "d_model", "seq_len", "vocab_size", "mlp_ratio"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if self.d_model % self.n_head:
+            raise ConfigError(
+                f"model.d_model={self.d_model} is not divisible by model.n_head={self.n_head}"
+            )
+        if self.position == "rope" and (self.d_model // self.n_head) % 2:
+            raise ConfigError(
+                f"model.position=rope needs an even head size, got d_model/n_head="
+                f"{self.d_model // self.n_head}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def padded_vocab_size(self) -> int:
+        return pad_vocab(self.vocab_size)
+
+    @property
+    def head_size(self) -> int:
+        return self.d_model // self.n_head
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    budget_s: float = 120.0  # wall-clock seconds of training (compile included, eval excluded)
+    # wall: the LR schedule follows elapsed/budget_s. steps: it follows step/max_steps, which makes
+    # runs bit-reproducible (used to prove kill-and-resume exactness); budget_s is then ignored.
+    clock: Literal["wall", "steps"] = "wall"
+    max_steps: int | None = None
+    micro_batch: int = 16
+    batch_tokens: int | None = None  # tokens per optimizer step; None = one micro-batch
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1
+    schedule: str = "cosine"
+    warmup_frac: float = 0.05
+    decay_frac: float = 0.2  # the final fraction that WSD spends decaying
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # 0 disables clipping
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    compile: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+    log_every_steps: int = 10
+    progress_every_s: float = 5.0
+    ckpt_every_s: float = 60.0  # of budget time; 0 = only at the end
+    ckpt_every_steps: int = 0  # 0 = by time only
+    keep_checkpoints: int = 2
+
+    def __post_init__(self) -> None:
+        if self.budget_s <= 0:
+            raise ConfigError(f"train.budget_s must be > 0, got {self.budget_s}")
+        if self.clock == "steps" and not self.max_steps:
+            raise ConfigError("train.clock=steps needs train.max_steps")
+        if self.micro_batch < 1:
+            raise ConfigError(f"train.micro_batch must be >= 1, got {self.micro_batch}")
+        if not 0.0 <= self.warmup_frac < 1.0:
+            raise ConfigError(f"train.warmup_frac must be in [0, 1), got {self.warmup_frac}")
+        if not 0.0 < self.decay_frac <= 1.0:
+            raise ConfigError(f"train.decay_frac must be in (0, 1], got {self.decay_frac}")
+        if self.keep_checkpoints < 1:
+            raise ConfigError("train.keep_checkpoints must be >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    corpus: str = "corpus/sample"  # a directory of .go files, or of parquet files in Stack schema
+    val_frac: float = 0.05  # share of Go packages (directories) held out, never of files
+    split_salt: str = "gocram"
+    tokenizer: str | None = None  # a tokenizer.json to use instead of training one
+    cache_dir: str | None = None  # default: $GOCRAM_CACHE or ~/.cache/gocram
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_frac < 1.0:
+            raise ConfigError(f"data.val_frac must be in (0, 1), got {self.val_frac}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    every_s: float = 60.0  # of budget time between validations; 0 = only at the end
+    max_bytes: int = 262_144  # the fixed validation set: whole val files up to this many bytes
+    micro_batch: int = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def grad_accum(self) -> int:
+        per_micro = self.train.micro_batch * self.model.seq_len
+        if self.train.batch_tokens is None:
+            return 1
+        if self.train.batch_tokens % per_micro:
+            raise ConfigError(
+                f"train.batch_tokens={self.train.batch_tokens} is not a multiple of "
+                f"train.micro_batch*model.seq_len={per_micro}"
+            )
+        return self.train.batch_tokens // per_micro
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting as a 'section.key' column, for result rows."""
+        return {f"{s}.{k}": v for s, sec in self.to_dict().items() for k, v in sec.items()}
+
+    def hash(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig, "train": TrainConfig, "data": DataConfig, "eval": EvalConfig,
+}
+
+
+def _check_type(value: Any, annotation: Any, where: str) -> Any:
+    """Return value (ints widened to float where a float is expected) or raise ConfigError."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_type(value, option, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: expected {annotation}, got {value!r}")
+    if origin is Literal:
+        allowed = typing.get_args(annotation)
+        if value not in allowed:
+            raise ConfigError(f"{where}: must be one of {list(allowed)}, got {value!r}")
+        return value
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is float and isinstance(value, str):
+        try:  # YAML 1.1 reads '1e-3' (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    if annotation is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected int, got {value!r}")
+    if not isinstance(value, annotation):
+        raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _build_section(name: str, values: dict[str, Any]):
+    cls = SECTIONS[name]
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean '{name}.{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{name}.{key}'{hint}")
+        kwargs[key] = _check_type(value, hints[key], f"{name}.{key}")
+    return cls(**kwargs)
+
+
+def build_config(values: dict[str, Any]) -> RunConfig:
+    """Build and validate a RunConfig from {'model': {...}, 'train': {...}, ...}."""
+    if not isinstance(values, dict):
+        raise ConfigError("a config must be a mapping of sections")
+    for section, body in values.items():
+        if section not in SECTIONS:
+            close = difflib.get_close_matches(section, list(SECTIONS), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config section '{section}'{hint}")
+        if not isinstance(body, dict):
+            raise ConfigError(f"config section '{section}' must be a mapping")
+    cfg = RunConfig(**{s: _build_section(s, values.get(s) or {}) for s in SECTIONS})
+    cfg.grad_accum  # noqa: B018 - validates batch_tokens against the batch shape
+    return cfg
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, dict[str, Any]]:
+    """['model.n_layer=6', 'train.compile=true'] -> {'model': {'n_layer': 6}, 'train': {...}}."""
+    nested: dict[str, dict[str, Any]] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        nested.setdefault(section, {})[name] = yaml.safe_load(raw) if raw else None
+    return nested
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A path to a YAML file, or a named size under configs/ ('tiny', 'small')."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    named = CONFIG_DIR / f"{name_or_path}.yaml"
+    if named.is_file():
+        return named
+    raise ConfigError(f"config file not found: {name_or_path}")
+
+
+def load_config(name_or_path: str | None, overrides: list[str] = ()) -> RunConfig:
+    values: dict[str, Any] = {}
+    if name_or_path is not None:
+        path = resolve_config_path(name_or_path)
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: a config must be a mapping of sections")
+    for section, body in parse_overrides(list(overrides)).items():
+        current = values.get(section) or {}
+        if not isinstance(current, dict):
+            raise ConfigError(f"config section '{section}' must be a mapping")
+        values[section] = {**current, **body}
+    return build_config(values)
+
+
+def config_from_dict(values: dict[str, Any]) -> RunConfig:
+    """Rebuild a RunConfig saved with to_dict() (a checkpoint's config)."""
+    return build_config(values)

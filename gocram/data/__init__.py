@@ -1,0 +1,1 @@
+"""Go corpora: sources, splits, the BPE tokenizer, token shards and batch samplers."""

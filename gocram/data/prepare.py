@@ -1,0 +1,155 @@
+"""From a corpus directory to token streams, cached: read, split by package, train BPE, encode.
+
+The cache key covers everything that changes the tokens, so a second run (or another harness
+cell with the same data settings) starts in seconds. A lock keeps parallel runs from racing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import lzma
+import os
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gocram.config import DataConfig, EvalConfig
+from gocram.data.corpus import Doc, corpus_fingerprint, read_corpus
+from gocram.data.shards import encode_stream, load_tokens, save_tokens
+from gocram.data.split import split_by_package, unit_hash
+from gocram.data.tokenizer import load_tokenizer, token_byte_lengths, train_bpe
+from gocram.errors import GocramError
+
+PREP_VERSION = 1
+
+
+@dataclass
+class PreparedData:
+    train: np.ndarray  # token stream of the train split (memmap)
+    val: np.ndarray  # token stream of the fixed validation set
+    token_bytes: np.ndarray  # UTF-8 bytes per token id
+    tokenizer_path: Path
+    vocab_size: int
+    meta: dict  # sizes, file counts, xz baseline
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("GOCRAM_CACHE", Path.home() / ".cache" / "gocram"))
+
+
+def log(msg: str) -> None:
+    print(f"[data] {msg}", file=sys.stderr, flush=True)
+
+
+def xz_bits_per_byte(data: bytes) -> float:
+    """The classical-compression yardstick: `xz -9e` size in bits per input byte."""
+    compressed = lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)
+    return 8.0 * len(compressed) / max(len(data), 1)
+
+
+def fixed_val_docs(val_docs: list[Doc], max_bytes: int, salt: str) -> list[Doc]:
+    """Whole val files in a stable hashed order, up to max_bytes (at least one file)."""
+    ordered = sorted(val_docs, key=lambda d: unit_hash(f"{d.repo}/{d.path}", salt))
+    chosen, total = [], 0
+    for doc in ordered:
+        size = len(doc.text.encode("utf-8"))
+        if chosen and total + size > max_bytes:
+            continue
+        chosen.append(doc)
+        total += size
+    return chosen
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cache_key(data: DataConfig, ev: EvalConfig, vocab_size: int) -> str:
+    tokenizer_id = None
+    if data.tokenizer:
+        tokenizer_id = hashlib.sha256(Path(data.tokenizer).read_bytes()).hexdigest()
+    parts = {
+        "version": PREP_VERSION, "corpus": corpus_fingerprint(data.corpus),
+        "val_frac": data.val_frac, "salt": data.split_salt, "vocab_size": vocab_size,
+        "tokenizer": tokenizer_id, "val_max_bytes": ev.max_bytes,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _build(data: DataConfig, ev: EvalConfig, vocab_size: int, out: Path) -> None:
+    t0 = time.perf_counter()
+    docs = read_corpus(data.corpus)
+    train_docs, val_docs = split_by_package(docs, data.val_frac, data.split_salt)
+    if not train_docs or not val_docs:
+        raise GocramError(
+            f"{data.corpus}: splitting {len(docs)} files by package with data.val_frac="
+            f"{data.val_frac} left an empty split; the corpus needs more packages"
+        )
+    val_set = fixed_val_docs(val_docs, ev.max_bytes, data.split_salt)
+    train_text = [d.text for d in train_docs]
+    train_bytes = sum(len(t.encode("utf-8")) for t in train_text)
+    log(f"read {len(docs):,} files: train {len(train_docs):,} files ({train_bytes / 1e6:.1f} MB), "
+        f"val set {len(val_set):,} of {len(val_docs):,} held-out files ({time.perf_counter() - t0:.1f}s)")
+    if data.tokenizer:
+        tok = load_tokenizer(data.tokenizer)
+    else:
+        t1 = time.perf_counter()
+        log(f"training a {vocab_size}-token byte-level BPE on the train split ...")
+        tok = train_bpe(train_text, vocab_size)
+        log(f"tokenizer trained in {time.perf_counter() - t1:.1f}s")
+    if tok.get_vocab_size() > vocab_size:
+        raise GocramError(
+            f"tokenizer has {tok.get_vocab_size()} tokens, more than model.vocab_size={vocab_size}"
+        )
+    tok.save(str(out / "tokenizer.json"))
+    t2 = time.perf_counter()
+    train_tokens = encode_stream(tok, train_text)
+    val_tokens = encode_stream(tok, [d.text for d in val_set])
+    log(f"encoded {len(train_tokens):,} train and {len(val_tokens):,} val tokens "
+        f"({time.perf_counter() - t2:.1f}s)")
+    save_tokens(train_tokens, out / "train.npy")
+    save_tokens(val_tokens, out / "val.npy")
+    val_bytes = b"".join(d.text.encode("utf-8") for d in val_set)
+    meta = {
+        "corpus": str(data.corpus), "files": len(docs), "train_files": len(train_docs),
+        "val_files_held_out": len(val_docs), "val_set_files": len(val_set),
+        "train_bytes": train_bytes, "train_tokens": int(len(train_tokens)),
+        "val_bytes": len(val_bytes), "val_tokens": int(len(val_tokens)),
+        "xz_bpb": xz_bits_per_byte(val_bytes), "vocab_size": tok.get_vocab_size(),
+        "val_set": [f"{d.repo}/{d.path}" for d in val_set],
+    }
+    tmp = out / "meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, out / "meta.json")  # written last: its presence marks a complete cache entry
+
+
+def prepare_data(data: DataConfig, ev: EvalConfig, vocab_size: int) -> PreparedData:
+    cache = Path(data.cache_dir) if data.cache_dir else default_cache_dir()
+    out = cache / "prepared" / _cache_key(data, ev, vocab_size)
+    with _locked(out.with_suffix(".lock")):
+        if not (out / "meta.json").exists():
+            out.mkdir(parents=True, exist_ok=True)
+            _build(data, ev, vocab_size, out)
+    meta = json.loads((out / "meta.json").read_text())
+    tok = load_tokenizer(out / "tokenizer.json")
+    return PreparedData(
+        train=load_tokens(out / "train.npy"),
+        val=load_tokens(out / "val.npy"),
+        token_bytes=token_byte_lengths(tok),
+        tokenizer_path=out / "tokenizer.json",
+        vocab_size=tok.get_vocab_size(),
+        meta=meta,
+    )

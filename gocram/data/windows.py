@@ -1,0 +1,53 @@
+"""Batches from a token stream: random training windows, and fixed chunks for evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from gocram.models.registry import IGNORE_INDEX
+
+
+class RandomWindows:
+    """(x, y) batches of random length-T windows, y shifted by one. Resumable via state_dict."""
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, batch: int, seed: int):
+        if len(tokens) < seq_len + 2:
+            raise ValueError(f"token stream of {len(tokens)} tokens is shorter than seq_len+2")
+        self.tokens, self.seq_len, self.batch = tokens, seq_len, batch
+        self.generator = torch.Generator().manual_seed(seed)
+        self.batches = 0
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        T = self.seq_len
+        starts = torch.randint(0, len(self.tokens) - T - 1, (self.batch,), generator=self.generator)
+        rows = np.stack([self.tokens[s:s + T + 1] for s in starts.tolist()]).astype(np.int64)
+        self.batches += 1
+        window = torch.from_numpy(rows)  # (B, T+1)
+        return window[:, :-1], window[:, 1:]  # (B, T), (B, T)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "batches": self.batches}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.batches = state["batches"]
+
+
+def eval_chunks(tokens: np.ndarray, seq_len: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Non-overlapping chunks covering every target tokens[1:] once; the last one padded.
+
+    Padding sits after the real tokens, so causal attention keeps it from touching them, and
+    padded targets are IGNORE_INDEX.
+    """
+    chunks = []
+    for start in range(0, len(tokens) - 1, seq_len):
+        x = np.asarray(tokens[start:start + seq_len], dtype=np.int64)
+        y = np.asarray(tokens[start + 1:start + seq_len + 1], dtype=np.int64)
+        x = x[:len(y)]
+        pad = seq_len - len(y)
+        if pad:
+            x = np.concatenate([x, np.zeros(pad, dtype=np.int64)])
+            y = np.concatenate([y, np.full(pad, IGNORE_INDEX, dtype=np.int64)])
+        chunks.append((x, y))
+    return chunks

@@ -1,0 +1,1 @@
+"""Triton kernels (one module per kernel) and their plain-torch twins in reference.py."""

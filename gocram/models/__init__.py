@@ -1,0 +1,1 @@
+"""The GPT and the registries its parts are chosen from by name."""

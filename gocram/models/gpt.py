@@ -1,0 +1,169 @@
+"""A decoder-only, pre-LN GPT whose norm, activation, attention and loss are chosen by name.
+
+Shapes: B batch, T sequence length, C = d_model, nh heads, hs = C // nh head size, V padded vocab.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from gocram.config import ModelConfig
+from gocram.models.registry import ACTIVATIONS, ATTENTIONS, LOSSES, NORMS
+
+
+def rope_tables(
+    positions: torch.Tensor, head_size: int, base: float = 10000.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin of shape (..., T, hs/2) for integer positions of shape (..., T)."""
+    inv_freq = 1.0 / (
+        base ** (torch.arange(0, head_size, 2, device=positions.device).float() / head_size)
+    )
+    angles = positions.float()[..., None] * inv_freq  # (..., T, hs/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (x[2i], x[2i+1]) of x (B, nh, T, hs) by the position angle."""
+    x_pairs = x.float().unflatten(-1, (-1, 2))  # (B, nh, T, hs/2, 2)
+    x_even, x_odd = x_pairs.unbind(-1)  # each (B, nh, T, hs/2)
+    rotated = torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1)
+    return rotated.flatten(-2).to(x.dtype)  # (B, nh, T, hs)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.dropout = cfg.dropout
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.backend = ATTENTIONS.build(cfg.attention)
+
+    def forward(self, x, rope=None, document_ids=None):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)  # each (B, T, C)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        if rope is not None:
+            cos, sin = rope
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        y = self.backend(
+            q, k, v,
+            dropout_p=self.dropout if self.training else 0.0,
+            document_ids=document_ids,
+        )  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.resid_dropout(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        width = cfg.mlp_ratio * cfg.d_model
+        # The first projection's bias belongs to the activation so a fused bias+act can own it.
+        self.fc = nn.Linear(cfg.d_model, width, bias=False)
+        self.act = ACTIVATIONS.build(cfg.activation, width, bias=cfg.bias)
+        self.proj = nn.Linear(width, cfg.d_model, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.proj(self.act(self.fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm_attn = NORMS.build(cfg.norm, cfg.d_model, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg)
+        self.norm_mlp = NORMS.build(cfg.norm, cfg.d_model, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, rope=None, document_ids=None):
+        x = x + self.attn(self.norm_attn(x), rope, document_ids)
+        x = x + self.mlp(self.norm_mlp(x))
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        V = cfg.padded_vocab_size
+        self.wte = nn.Embedding(V, cfg.d_model)
+        self.wpe = nn.Embedding(cfg.seq_len, cfg.d_model) if cfg.position == "learned" else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm_f = NORMS.build(cfg.norm, cfg.d_model, bias=cfg.bias)
+        self.lm_head = nn.Linear(cfg.d_model, V, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
+        self.loss_fn = LOSSES.build(cfg.loss)
+        self.apply(self._init_weights)
+        # GPT-2: scale the residual projections by 1/sqrt(2 * n_layer).
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding and self.wpe is not None:
+            n -= self.wpe.weight.numel()
+        return n
+
+    def hidden_states(self, idx, *, positions=None, document_ids=None):
+        """Final-norm hidden states (B, T, C) for token ids idx (B, T)."""
+        B, T = idx.shape
+        if T > self.cfg.seq_len:
+            raise ValueError(f"sequence of length {T} exceeds model.seq_len={self.cfg.seq_len}")
+        if positions is None:
+            positions = torch.arange(T, device=idx.device).expand(B, T)  # (B, T)
+        x = self.wte(idx)  # (B, T, C)
+        rope = None
+        if self.wpe is not None:
+            x = x + self.wpe(positions)  # (B, T, C)
+        else:
+            cos, sin = rope_tables(positions, self.cfg.head_size)  # each (B, T, hs/2)
+            rope = (cos[:, None], sin[:, None])  # each (B, 1, T, hs/2): broadcast over heads
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x, rope, document_ids)
+        return self.norm_f(x)
+
+    def forward(self, idx, targets=None, *, reduction="mean", positions=None, document_ids=None):
+        """Logits (B, T, V) without targets; the loss (fp32 scalar) with targets (B, T)."""
+        h = self.hidden_states(idx, positions=positions, document_ids=document_ids)
+        if targets is None:
+            return self.lm_head(h)  # (B, T, V)
+        B, T, C = h.shape
+        return self.loss_fn(
+            h.reshape(B * T, C), self.lm_head.weight, targets.reshape(B * T), reduction=reduction
+        )
+
+    def matmul_params(self) -> int:
+        """Parameters that take part in a matmul per token (embedding lookups do not)."""
+        return sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
+
+    def optimizer_groups(self, weight_decay: float) -> list[dict]:
+        """Decay matrices (dim >= 2), not biases, norm weights or gains (nanoGPT's rule)."""
+        params = {id(p): p for p in self.parameters() if p.requires_grad}.values()
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        return [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+

@@ -1,0 +1,92 @@
+"""Plain-torch norms, activations and losses: the reference entries of the registries."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gocram.models.registry import ACTIVATIONS, IGNORE_INDEX, LOSSES, NORMS
+
+
+@NORMS.register("layernorm")
+class LayerNorm(nn.Module):
+    """LayerNorm with an optional bias (torch's cannot drop only the bias before 2.1)."""
+
+    def __init__(self, d_model: int, *, bias: bool = True, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+        self.bias = nn.Parameter(torch.zeros(d_model)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+
+
+@NORMS.register("rmsnorm")
+class RMSNorm(nn.Module):
+    """RMSNorm (no centring, no bias); `bias` is accepted for a uniform builder signature."""
+
+    def __init__(self, d_model: int, *, bias: bool = True, eps: float = 1e-5):
+        super().__init__()
+        del bias
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+
+
+class BiasActivation(nn.Module):
+    """act(h + bias): the bias of the MLP's first projection lives here (see registry.py)."""
+
+    def __init__(self, width: int, *, bias: bool = True):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(width)) if bias else None
+
+    def activation(self, h: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.activation(h if self.bias is None else h + self.bias)
+
+
+@ACTIVATIONS.register("gelu")
+class GELU(BiasActivation):
+    """Exact (erf) GELU."""
+
+    def activation(self, h: torch.Tensor) -> torch.Tensor:
+        return F.gelu(h)
+
+
+@ACTIVATIONS.register("gelu_tanh")
+class GELUTanh(BiasActivation):
+    """GELU with the tanh approximation (GPT-2's)."""
+
+    def activation(self, h: torch.Tensor) -> torch.Tensor:
+        return F.gelu(h, approximate="tanh")
+
+
+@ACTIVATIONS.register("relu")
+class ReLU(BiasActivation):
+    def activation(self, h: torch.Tensor) -> torch.Tensor:
+        return F.relu(h)
+
+
+@LOSSES.register("cross_entropy")
+def cross_entropy_loss():
+    """The reference loss: full logits, then torch's cross-entropy in fp32."""
+
+    def loss(
+        hidden: torch.Tensor,  # (N, d)
+        weight: torch.Tensor,  # (V, d)
+        targets: torch.Tensor,  # (N,)
+        *,
+        reduction: str = "mean",
+    ) -> torch.Tensor:
+        logits = hidden @ weight.t()  # (N, V)
+        return F.cross_entropy(
+            logits.float(), targets, ignore_index=IGNORE_INDEX, reduction=reduction
+        )
+
+    return loss

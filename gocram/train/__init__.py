@@ -1,0 +1,1 @@
+"""The wall-clock-budgeted trainer: budget clock, LR schedules, checkpoints, run logs."""

@@ -1,0 +1,52 @@
+"""`gocram train`: one budgeted run, printing its result table."""
+
+from __future__ import annotations
+
+import argparse
+
+from gocram.config import load_config
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train for a wall-clock budget and write result.json")
+    p.add_argument("--config", default="tiny", help="a YAML path or a named size in configs/")
+    p.add_argument("--budget", type=float, help="training budget in seconds (train.budget_s)")
+    p.add_argument("--out", required=True, help="run directory (result.json, checkpoint/, logs)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value")
+    p.set_defaults(handler=run)
+
+
+def format_result(result: dict) -> str:
+    rows = [
+        ("val bits per byte", f"{result['val_bpb']:.4f}"),
+        ("xz -9e on the same val bytes", f"{result['xz_bpb']:.4f}"),
+        ("val loss (nats/token)", f"{result['val_loss']:.4f}"),
+        ("tokens/s", f"{result['tokens_per_s']:,.0f}"),
+        ("bytes/s", f"{result['bytes_per_s']:,.0f}"),
+        ("MFU", f"{result['mfu']:.1%}" if result["mfu"] is not None else result["mfu_note"]),
+        ("steps / tokens", f"{result['steps']:,} / {result['tokens']:,}"),
+        ("budget / train / eval / compile s", f"{result['budget_s']:.0f} / {result['elapsed_s']:.1f}"
+                                              f" / {result['eval_s']:.1f} / {result['compile_s']:.1f}"),
+        ("peak memory", f"{result['peak_mem_bytes'] / 2**20:,.0f} MiB ({result['peak_mem_kind']})"),
+        ("parameters", f"{result['n_params']:,}"),
+        ("device", result["device_name"]),
+        ("config hash / git", f"{result['config_hash']} / {result['git_sha']}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"| {'metric':<{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
+    lines += [f"| {k:<{width}} | {v} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gocram.train.trainer import train  # torch import deferred until needed
+
+    overrides = list(args.overrides)
+    if args.budget is not None:
+        overrides.append(f"train.budget_s={args.budget}")
+    cfg = load_config(args.config, overrides)
+    result = train(cfg, args.out, resume=args.resume)
+    print(format_result(result))
+    print(f"\nresult row: {args.out}/result.json")
+    return 0

@@ -1,0 +1,42 @@
+"""Run logs: one JSONL line per logged step or event, TensorBoard scalars, a live progress line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+class RunLog:
+    def __init__(self, out: Path, *, progress_every_s: float, tensorboard: bool = True):
+        self.jsonl = open(out / "log.jsonl", "a", buffering=1)  # line-buffered: tail -f works
+        self.progress_every_s = progress_every_s
+        self._last_progress = float("-inf")  # the first line always prints
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                print("[train] tensorboard not installed: no TensorBoard scalars", file=sys.stderr)
+            else:
+                self.tb = SummaryWriter(str(out / "tb"))
+
+    def event(self, record: dict) -> None:
+        self.jsonl.write(json.dumps(record) + "\n")
+        if self.tb is not None and "step" in record:
+            group = "val" if record.get("event") == "eval" else "train"
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("step", "event"):
+                    self.tb.add_scalar(f"{group}/{key}", value, record["step"])
+
+    def progress(self, line: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_progress >= self.progress_every_s:
+            self._last_progress = now
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.jsonl.close()
+        if self.tb is not None:
+            self.tb.close()

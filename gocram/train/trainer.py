@@ -1,0 +1,278 @@
+"""Train a GPT for a fixed wall-clock budget and write one honest result row.
+
+The budget clock runs only while training steps run (compilation included); validation and
+checkpoint writes are timed separately. The LR follows the elapsed fraction of the budget. The run
+stops at the first step boundary past the budget, validates, checkpoints and writes result.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gocram.bench.device import device_name, git_sha, peak_memory, pick_device, versions
+from gocram.bench.flops import flops_per_token, mfu
+from gocram.config import RunConfig, config_from_dict
+from gocram.data.prepare import PreparedData, prepare_data
+from gocram.data.windows import RandomWindows
+from gocram.errors import GocramError
+from gocram.eval.bpb import Score, score_stream
+from gocram.models.gpt import GPT
+from gocram.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from gocram.train.clock import BudgetClock
+from gocram.train.runlog import RunLog
+from gocram.train.schedule import ScheduleShape, lr_multiplier
+
+PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    if requested == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return requested
+
+
+def autocast_for(precision: str, device: torch.device):
+    """A zero-argument context factory: autocast for bf16/fp16, nothing for fp32."""
+    if precision in PRECISION_DTYPES:
+        return partial(torch.autocast, device_type=device.type, dtype=PRECISION_DTYPES[precision])
+    return nullcontext
+
+
+@dataclass
+class Progress:
+    """Everything about the run's position that a checkpoint must carry."""
+
+    step: int = 0
+    elapsed_s: float = 0.0
+    tokens: int = 0
+    bytes: int = 0
+    eval_s: float = 0.0
+    ckpt_s: float = 0.0
+    next_eval_s: float = 0.0
+    next_ckpt_s: float = 0.0
+    step_times: list[float] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, out: Path, *, data: PreparedData | None = None):
+        self.cfg, self.out = cfg, out
+        self.device = pick_device(cfg.train.device)
+        self.precision = resolve_precision(cfg.train.precision, self.device)
+        self.autocast = autocast_for(self.precision, self.device)
+        torch.manual_seed(cfg.train.seed)
+        self.data = data or prepare_data(cfg.data, cfg.eval, cfg.model.vocab_size)
+        self.model = GPT(cfg.model).to(self.device)
+        self._check_supported()
+        tc = cfg.train
+        self.optimizer = torch.optim.AdamW(
+            self.model.optimizer_groups(tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2),
+            fused=self.device.type == "cuda",
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.sampler = RandomWindows(self.data.train, cfg.model.seq_len, tc.micro_batch, tc.seed)
+        self.progress = Progress(next_eval_s=cfg.eval.every_s or float("inf"),
+                                 next_ckpt_s=tc.ckpt_every_s or float("inf"))
+        self.shape = ScheduleShape(warmup_frac=tc.warmup_frac, min_ratio=tc.min_lr_ratio,
+                                   decay_frac=tc.decay_frac)
+        self.step_model = torch.compile(self.model) if tc.compile else self.model
+
+    def _check_supported(self) -> None:
+        backend = self.model.blocks[0].attn.backend
+        reason = backend.unsupported_reason(
+            device=self.device, dtype=PRECISION_DTYPES.get(self.precision, torch.float32),
+            training=True, document_mask=False)
+        if reason:
+            raise GocramError(f"model.attention={self.cfg.model.attention!r}: {reason}")
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict:
+        p = self.progress
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "progress": {**p.__dict__, "step_times": list(p.step_times)},
+            "config": self.cfg.to_dict(),
+            "config_hash": self.cfg.hash(),
+        }
+
+    def save(self) -> None:
+        t0 = time.perf_counter()
+        save_checkpoint(self.checkpoint_state(), self.out / "checkpoint", self.progress.step,
+                        self.cfg.train.keep_checkpoints)
+        self.progress.ckpt_s += time.perf_counter() - t0
+
+    def restore(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        if state["config_hash"] != self.cfg.hash():
+            saved = config_from_dict(state["config"]).flat()
+            differ = [k for k, v in self.cfg.flat().items() if saved.get(k) != v]
+            raise GocramError(f"{path}: written by a run with another config (differs in "
+                              f"{', '.join(differ)}); resume with the same config")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.sampler.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"]:
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self.progress = Progress(**state["progress"])
+
+    # -- one optimizer step ----------------------------------------------------------------------
+    def train_step(self, lr: float) -> tuple[float, int, int]:
+        """Accumulate micro-batches to the target batch; returns (mean loss, tokens, bytes)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        accum = self.cfg.grad_accum
+        total_loss = torch.zeros((), device=self.device)
+        tokens = n_bytes = 0
+        for _ in range(accum):
+            x, y = self.sampler.next_batch()
+            n_bytes += int(self.data.token_bytes[y.numpy()].sum())
+            tokens += y.numel()
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            with self.autocast():
+                loss = self.step_model(x, y) / accum
+            self.scaler.scale(loss).backward()
+            total_loss += loss.detach()
+        if self.cfg.train.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total_loss.item(), tokens, n_bytes
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def validate(self) -> Score:
+        t0 = time.perf_counter()
+        score = score_stream(self.model, self.data.val, self.data.token_bytes,
+                             seq_len=self.cfg.model.seq_len, batch=self.cfg.eval.micro_batch,
+                             device=self.device, autocast=self.autocast)
+        took = time.perf_counter() - t0
+        self.progress.eval_s += took
+        self.log.event({"event": "eval", "step": self.progress.step,
+                        "elapsed_s": round(self.progress.elapsed_s, 3), "val_loss": score.loss,
+                        "val_bpb": score.bpb, "eval_s": round(took, 3)})
+        self.log.progress(f"[eval] step {self.progress.step}: val_bpb {score.bpb:.4f} "
+                          f"val_loss {score.loss:.4f} ({took:.1f}s, not counted in the budget)",
+                          force=True)
+        return score
+
+    def _fraction(self, clock: BudgetClock) -> float:
+        if self.cfg.train.clock == "steps":
+            return self.progress.step / self.cfg.train.max_steps
+        return clock.fraction
+
+    def _done(self, clock: BudgetClock) -> bool:
+        if self.cfg.train.clock == "steps":
+            return self.progress.step >= self.cfg.train.max_steps
+        step_cap = self.cfg.train.max_steps is not None and self.progress.step >= self.cfg.train.max_steps
+        return clock.spent or step_cap
+
+    def _due(self, p: Progress) -> tuple[bool, bool]:
+        """(eval due, checkpoint due) after the step just taken."""
+        tc = self.cfg.train
+        ckpt = p.elapsed_s >= p.next_ckpt_s or (tc.ckpt_every_steps and p.step % tc.ckpt_every_steps == 0)
+        return p.elapsed_s >= p.next_eval_s, bool(ckpt)
+
+    # -- the run ---------------------------------------------------------------------------------
+    def run(self, *, resume: bool = False) -> dict:
+        self.out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.data.tokenizer_path, self.out / "tokenizer.json")
+        (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=1))
+        self.log = RunLog(self.out, progress_every_s=self.cfg.train.progress_every_s)
+        if resume:
+            found = latest_checkpoint(self.out / "checkpoint")
+            if found is None:
+                raise GocramError(f"--resume: no checkpoint under {self.out / 'checkpoint'}")
+            self.restore(found)
+            self.log.event({"event": "resume", "step": self.progress.step, "checkpoint": found.name})
+            self.log.progress(f"[train] resumed from {found} at step {self.progress.step}", force=True)
+        p, tc = self.progress, self.cfg.train
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else None
+        clock = BudgetClock(tc.budget_s, p.elapsed_s, sync)
+        try:
+            while not self._done(clock):
+                lr = tc.lr * lr_multiplier(tc.schedule, self._fraction(clock), self.shape)
+                clock.start()
+                loss, tokens, n_bytes = self.train_step(lr)
+                took = clock.stop()
+                p.step += 1
+                p.elapsed_s, p.tokens, p.bytes = clock.elapsed_s, p.tokens + tokens, p.bytes + n_bytes
+                p.step_times.append(took)
+                if not np.isfinite(loss):
+                    raise GocramError(f"loss became {loss} at step {p.step}; lower train.lr")
+                if p.step % tc.log_every_steps == 0 or p.step == 1:
+                    self.log.event({"step": p.step, "loss": loss, "lr": lr, "step_s": took,
+                                    "elapsed_s": round(p.elapsed_s, 3), "tokens": p.tokens,
+                                    "tok_per_s": p.tokens / p.elapsed_s})
+                self.log.progress(
+                    f"[train {p.elapsed_s:7.1f}/{tc.budget_s:.0f}s {100 * self._fraction(clock):3.0f}%]"
+                    f" step {p.step} loss {loss:.4f} lr {lr:.2e} {p.tokens / p.elapsed_s:,.0f} tok/s")
+                eval_due, ckpt_due = self._due(p)
+                if eval_due and not self._done(clock):
+                    self.validate()
+                    while p.next_eval_s <= p.elapsed_s:
+                        p.next_eval_s += self.cfg.eval.every_s
+                if ckpt_due and not self._done(clock):
+                    self.save()
+                    while p.next_ckpt_s <= p.elapsed_s:
+                        p.next_ckpt_s += tc.ckpt_every_s or float("inf")
+            score = self.validate()
+            self.save()
+            result = self.result_row(score)
+        finally:
+            self.log.close()
+        tmp = self.out / "result.json.tmp"
+        tmp.write_text(json.dumps(result, indent=1))
+        os.replace(tmp, self.out / "result.json")
+        return result
+
+    def result_row(self, score: Score) -> dict:
+        p, cfg = self.progress, self.cfg
+        tokens_per_s = p.tokens / p.elapsed_s if p.elapsed_s else 0.0
+        # Without compile the first step is warm-up noise; with it, it holds the compilation.
+        steady = statistics.median(p.step_times[1:]) if len(p.step_times) > 2 else None
+        compile_s = max(p.step_times[0] - steady, 0.0) if cfg.train.compile and steady else 0.0
+        fpt = flops_per_token(cfg.model, self.model.matmul_params())
+        name = device_name(self.device)
+        mfu_value, mfu_note = mfu(tokens_per_s, fpt, self.device.type, name)
+        mem, mem_kind = peak_memory(self.device)
+        return {
+            "status": "ok",
+            "val_bpb": score.bpb, "val_loss": score.loss,
+            "xz_bpb": self.data.meta["xz_bpb"], "val_bytes": score.bytes, "val_tokens": score.tokens,
+            "tokens_per_s": tokens_per_s, "bytes_per_s": p.bytes / p.elapsed_s if p.elapsed_s else 0.0,
+            "tokens_per_s_steady": (cfg.train.micro_batch * cfg.model.seq_len * cfg.grad_accum / steady
+                                    if steady else None),
+            "mfu": mfu_value, "mfu_note": mfu_note, "flops_per_token": fpt,
+            "steps": p.step, "tokens": p.tokens, "bytes": p.bytes,
+            "budget_s": cfg.train.budget_s, "elapsed_s": p.elapsed_s,
+            "compile_s": compile_s, "eval_s": p.eval_s, "ckpt_s": p.ckpt_s,
+            "peak_mem_bytes": mem, "peak_mem_kind": mem_kind,
+            "n_params": self.model.num_params(), "precision": self.precision,
+            "device": self.device.type, "device_name": name,
+            "config_hash": cfg.hash(), "git_sha": git_sha(), "versions": versions(),
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "data": {k: v for k, v in self.data.meta.items() if k != "val_set"},
+            "config": cfg.flat(),
+        }
+
+
+def train(cfg: RunConfig, out: str | Path, *, resume: bool = False) -> dict:
+    return Trainer(cfg, Path(out)).run(resume=resume)

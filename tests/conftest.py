@@ -1,0 +1,55 @@
+"""Shared fixtures: a small Go corpus cut from the embedded sample, and a fast model config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "corpus" / "sample" / "corpus.parquet"
+
+
+@pytest.fixture(scope="session")
+def go_corpus(tmp_path_factory) -> Path:
+    """~40 packages of real Go (about 300 KB) as a plain directory tree."""
+    root = tmp_path_factory.mktemp("go_corpus")
+    table = pq.read_table(SAMPLE, columns=["content", "max_stars_repo_name", "max_stars_repo_path"])
+    rows = table.slice(0, 1500).to_pylist()
+    per_dir: dict[str, int] = {}
+    for row in rows:
+        directory = f"{row['max_stars_repo_name']}/{os.path.dirname(row['max_stars_repo_path'])}"
+        if per_dir.get(directory, 0) >= 3 or len(per_dir) >= 40 and directory not in per_dir:
+            continue
+        per_dir[directory] = per_dir.get(directory, 0) + 1
+        path = root / directory / os.path.basename(row["max_stars_repo_path"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(row["content"][:20_000])
+    return root
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("gocram_cache")
+
+
+@pytest.fixture
+def small_overrides(go_corpus, cache_dir) -> list[str]:
+    """A 2-layer, d=64, T=64 model on the small corpus: a training step takes milliseconds."""
+    return [
+        "model.n_layer=2", "model.n_head=2", "model.d_model=64", "model.seq_len=64",
+        "model.vocab_size=512", "train.micro_batch=4", "train.progress_every_s=1000",
+        f"data.corpus={go_corpus}", f"data.cache_dir={cache_dir}", "data.val_frac=0.2",
+        "eval.max_bytes=20000", "eval.every_s=0",
+    ]
+
+
+def run_gocram(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would, from this checkout."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "gocram", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
