@@ -116,6 +116,7 @@ class TrainConfig:
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
     corpus: str = "corpus/sample"  # a directory of .go files, or of parquet files in Stack schema
+    layout: str = "random"  # how batches are cut from the token stream (data/batches.py LAYOUTS)
     val_frac: float = 0.05  # share of Go packages (directories) held out, never of files
     split_salt: str = "gocram"
     tokenizer: str | None = None  # a tokenizer.json to use instead of training one

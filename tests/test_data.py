@@ -36,14 +36,15 @@ def test_tokenizer_round_trip_and_exact_byte_counts(go_corpus):
 def test_random_windows_are_shifted_and_resumable():
     tokens = np.arange(1000, dtype=np.uint16)
     a = RandomWindows(tokens, seq_len=16, batch=3, seed=7)
-    x, y = a.next_batch()
+    first = a.next_batch()
+    x, y = first.x, first.y
     assert x.shape == (3, 16) and torch.equal(x[:, 1:], y[:, :-1])
     state = a.state_dict()
     expected = [a.next_batch() for _ in range(3)]
     b = RandomWindows(tokens, seq_len=16, batch=3, seed=99)
     b.load_state_dict(state)
-    for (ex, ey), (gx, gy) in zip(expected, (b.next_batch() for _ in range(3)), strict=True):
-        assert torch.equal(ex, gx) and torch.equal(ey, gy)
+    for e, g in zip(expected, (b.next_batch() for _ in range(3)), strict=True):
+        assert torch.equal(e.x, g.x) and torch.equal(e.y, g.y)
 
 
 def test_parquet_round_trip(tmp_path):

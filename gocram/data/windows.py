@@ -5,26 +5,28 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from gocram.data.batches import LAYOUTS, Batch
 from gocram.models.registry import IGNORE_INDEX
 
 
+@LAYOUTS.register("random")
 class RandomWindows:
-    """(x, y) batches of random length-T windows, y shifted by one. Resumable via state_dict."""
+    """Batches of random length-T windows (crossing documents), y shifted by one. Resumable."""
 
-    def __init__(self, tokens: np.ndarray, seq_len: int, batch: int, seed: int):
+    def __init__(self, tokens: np.ndarray, *, seq_len: int, batch: int, seed: int):
         if len(tokens) < seq_len + 2:
             raise ValueError(f"token stream of {len(tokens)} tokens is shorter than seq_len+2")
         self.tokens, self.seq_len, self.batch = tokens, seq_len, batch
         self.generator = torch.Generator().manual_seed(seed)
         self.batches = 0
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def next_batch(self) -> Batch:
         T = self.seq_len
         starts = torch.randint(0, len(self.tokens) - T - 1, (self.batch,), generator=self.generator)
         rows = np.stack([self.tokens[s:s + T + 1] for s in starts.tolist()]).astype(np.int64)
         self.batches += 1
         window = torch.from_numpy(rows)  # (B, T+1)
-        return window[:, :-1], window[:, 1:]  # (B, T), (B, T)
+        return Batch(x=window[:, :-1], y=window[:, 1:])  # (B, T), (B, T)
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "batches": self.batches}

@@ -23,11 +23,12 @@ import torch
 from gocram.bench.device import device_name, git_sha, peak_memory, pick_device, versions
 from gocram.bench.flops import flops_per_token, mfu
 from gocram.config import RunConfig, config_from_dict
+from gocram.data.batches import LAYOUTS
 from gocram.data.prepare import PreparedData, prepare_data
-from gocram.data.windows import RandomWindows
 from gocram.errors import GocramError
 from gocram.eval.bpb import Score, score_stream
 from gocram.models.gpt import GPT
+from gocram.models.registry import IGNORE_INDEX
 from gocram.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from gocram.train.clock import BudgetClock
 from gocram.train.runlog import RunLog
@@ -80,7 +81,11 @@ class Trainer:
             fused=self.device.type == "cuda",
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        self.sampler = RandomWindows(self.data.train, cfg.model.seq_len, tc.micro_batch, tc.seed)
+        self.sampler = LAYOUTS.build(cfg.data.layout, self.data.train, seq_len=cfg.model.seq_len,
+                                     batch=tc.micro_batch, seed=tc.seed)
+        # Called with the budget fraction before every step: schedules other than the LR
+        # (e.g. a token-drop rate) hang here.
+        self.step_hooks: list = []
         self.progress = Progress(next_eval_s=cfg.eval.every_s or float("inf"),
                                  next_ckpt_s=tc.ckpt_every_s or float("inf"))
         self.shape = ScheduleShape(warmup_frac=tc.warmup_frac, min_ratio=tc.min_lr_ratio,
@@ -141,12 +146,14 @@ class Trainer:
         total_loss = torch.zeros((), device=self.device)
         tokens = n_bytes = 0
         for _ in range(accum):
-            x, y = self.sampler.next_batch()
-            n_bytes += int(self.data.token_bytes[y.numpy()].sum())
-            tokens += y.numel()
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            batch = self.sampler.next_batch()
+            real = batch.y[batch.y != IGNORE_INDEX].numpy()  # padding is not work done
+            n_bytes += int(self.data.token_bytes[real].sum())
+            tokens += real.size
+            batch = batch.to(self.device)
             with self.autocast():
-                loss = self.step_model(x, y) / accum
+                loss = self.step_model(batch.x, batch.y, positions=batch.positions,
+                                       document_ids=batch.document_ids) / accum
             self.scaler.scale(loss).backward()
             total_loss += loss.detach()
         if self.cfg.train.grad_clip > 0:
@@ -208,7 +215,10 @@ class Trainer:
         clock = BudgetClock(tc.budget_s, p.elapsed_s, sync)
         try:
             while not self._done(clock):
-                lr = tc.lr * lr_multiplier(tc.schedule, self._fraction(clock), self.shape)
+                frac = self._fraction(clock)
+                lr = tc.lr * lr_multiplier(tc.schedule, frac, self.shape)
+                for hook in self.step_hooks:
+                    hook(frac)
                 clock.start()
                 loss, tokens, n_bytes = self.train_step(lr)
                 took = clock.stop()
@@ -258,8 +268,7 @@ class Trainer:
             "val_bpb": score.bpb, "val_loss": score.loss,
             "xz_bpb": self.data.meta["xz_bpb"], "val_bytes": score.bytes, "val_tokens": score.tokens,
             "tokens_per_s": tokens_per_s, "bytes_per_s": p.bytes / p.elapsed_s if p.elapsed_s else 0.0,
-            "tokens_per_s_steady": (cfg.train.micro_batch * cfg.model.seq_len * cfg.grad_accum / steady
-                                    if steady else None),
+            "tokens_per_s_steady": p.tokens / p.step / steady if steady else None,
             "mfu": mfu_value, "mfu_note": mfu_note, "flops_per_token": fpt,
             "steps": p.step, "tokens": p.tokens, "bytes": p.bytes,
             "budget_s": cfg.train.budget_s, "elapsed_s": p.elapsed_s,

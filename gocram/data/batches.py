@@ -1,0 +1,38 @@
+"""What the trainer consumes: a Batch, produced by a batch source chosen by name (data.layout).
+
+A batch source has next_batch() -> Batch, state_dict() and load_state_dict() (so a resumed run
+continues with the exact next batch). LAYOUTS maps a layout name to a builder:
+builder(tokens: np.ndarray, *, seq_len: int, batch: int, seed: int) -> source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from gocram.models.registry import Registry
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor  # (B, T) input ids
+    y: torch.Tensor  # (B, T) target ids; IGNORE_INDEX where nothing is predicted (padding)
+    positions: torch.Tensor | None = None  # (B, T) position ids, e.g. restarting per document
+    document_ids: torch.Tensor | None = None  # (B, T) for block-causal document masks
+
+    def to(self, device: torch.device) -> Batch:
+        def move(t):
+            return None if t is None else t.to(device, non_blocking=True)
+
+        return Batch(move(self.x), move(self.y), move(self.positions), move(self.document_ids))
+
+
+LAYOUTS = Registry("data layout")
+
+
+def _register_builtin_layouts() -> None:
+    from gocram.data import windows  # noqa: F401  (registers "random")
+
+
+_register_builtin_layouts()
