@@ -231,7 +231,25 @@ def build_config(values: dict[str, Any]) -> RunConfig:
             raise ConfigError(f"config section '{section}' must be a mapping")
     cfg = RunConfig(**{s: _build_section(s, values.get(s) or {}) for s in SECTIONS})
     cfg.grad_accum  # noqa: B018 - validates batch_tokens against the batch shape
+    _check_part_names(cfg)
     return cfg
+
+
+def _check_part_names(cfg: RunConfig) -> None:
+    """Names chosen from registries must exist: fail at config time, not after data prep."""
+    from gocram.data.batches import LAYOUTS
+    from gocram.models.registry import ACTIVATIONS, ATTENTIONS, LOSSES, NORMS
+
+    for field_name, registry, value in (
+        ("model.norm", NORMS, cfg.model.norm), ("model.activation", ACTIVATIONS, cfg.model.activation),
+        ("model.attention", ATTENTIONS, cfg.model.attention), ("model.loss", LOSSES, cfg.model.loss),
+        ("data.layout", LAYOUTS, cfg.data.layout),
+    ):
+        if value not in registry:
+            try:
+                registry.get(value)  # raises with the choices and a suggestion
+            except ConfigError as err:
+                raise ConfigError(f"{field_name}: {err}") from None
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, dict[str, Any]]:

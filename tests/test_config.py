@@ -28,6 +28,9 @@ def test_overrides_are_typed():
     ("train.batch_tokens=1000", "train.batch_tokens=1000 is not a multiple"),
     ("train.clock=steps", "train.clock=steps needs train.max_steps"),
     ("model.dropout=1.5", "model.dropout must be in [0, 1)"),
+    ("model.norm=layrnorm", "model.norm: unknown norm 'layrnorm' (did you mean 'layernorm'?)"),
+    ("model.attention=flashy", "model.attention: unknown attention 'flashy'"),
+    ("data.layout=spiral", "data.layout: unknown data layout 'spiral'"),
 ])
 def test_bad_values_name_the_field(override, message):
     with pytest.raises(ConfigError) as err:

@@ -25,6 +25,11 @@ class BudgetClock:
         return took
 
     @property
+    def running(self) -> bool:
+        """True inside a training segment: monitors sample only then."""
+        return self._started is not None
+
+    @property
     def fraction(self) -> float:
         return min(self.elapsed_s / self.budget_s, 1.0)
 

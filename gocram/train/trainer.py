@@ -63,11 +63,17 @@ class Progress:
     next_eval_s: float = 0.0
     next_ckpt_s: float = 0.0
     step_times: list[float] = field(default_factory=list)
+    val_curve: list[list[float]] = field(default_factory=list)  # [elapsed_s, val_bpb] pairs
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, out: Path, *, data: PreparedData | None = None):
+    """One budgeted run. `monitors` see the run from start to end: each has start(trainer), called
+    once the budget clock exists, and stop() -> dict of metrics merged into the result row."""
+
+    def __init__(self, cfg: RunConfig, out: Path, *, data: PreparedData | None = None,
+                 monitors: tuple = ()):
         self.cfg, self.out = cfg, out
+        self.monitors = list(monitors)
         self.device = pick_device(cfg.train.device)
         self.precision = resolve_precision(cfg.train.precision, self.device)
         self.autocast = autocast_for(self.precision, self.device)
@@ -110,7 +116,8 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-            "progress": {**p.__dict__, "step_times": list(p.step_times)},
+            "progress": {**p.__dict__, "step_times": list(p.step_times),
+                         "val_curve": [list(point) for point in p.val_curve]},
             "config": self.cfg.to_dict(),
             "config_hash": self.cfg.hash(),
         }
@@ -172,6 +179,7 @@ class Trainer:
                              device=self.device, autocast=self.autocast)
         took = time.perf_counter() - t0
         self.progress.eval_s += took
+        self.progress.val_curve.append([round(self.progress.elapsed_s, 3), score.bpb])
         self.log.event({"event": "eval", "step": self.progress.step,
                         "elapsed_s": round(self.progress.elapsed_s, 3), "val_loss": score.loss,
                         "val_bpb": score.bpb, "eval_s": round(took, 3)})
@@ -212,7 +220,10 @@ class Trainer:
             self.log.progress(f"[train] resumed from {found} at step {self.progress.step}", force=True)
         p, tc = self.progress, self.cfg.train
         sync = torch.cuda.synchronize if self.device.type == "cuda" else None
-        clock = BudgetClock(tc.budget_s, p.elapsed_s, sync)
+        clock = self.clock = BudgetClock(tc.budget_s, p.elapsed_s, sync)
+        for monitor in self.monitors:
+            monitor.start(self)
+        monitored: dict = {}
         try:
             while not self._done(clock):
                 frac = self._fraction(clock)
@@ -243,10 +254,14 @@ class Trainer:
                     self.save()
                     while p.next_ckpt_s <= p.elapsed_s:
                         p.next_ckpt_s += tc.ckpt_every_s or float("inf")
+            for monitor in self.monitors:
+                monitored.update(monitor.stop())
             score = self.validate()
             self.save()
-            result = self.result_row(score)
+            result = {**self.result_row(score), **monitored}
         finally:
+            for monitor in self.monitors:
+                monitor.stop()  # idempotent: stops threads after a crash too
             self.log.close()
         tmp = self.out / "result.json.tmp"
         tmp.write_text(json.dumps(result, indent=1))
@@ -276,6 +291,7 @@ class Trainer:
             "peak_mem_bytes": mem, "peak_mem_kind": mem_kind,
             "n_params": self.model.num_params(), "precision": self.precision,
             "device": self.device.type, "device_name": name,
+            "val_curve": p.val_curve,
             "config_hash": cfg.hash(), "git_sha": git_sha(), "versions": versions(),
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "data": {k: v for k, v in self.data.meta.items() if k != "val_set"},

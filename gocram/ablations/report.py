@@ -1,0 +1,229 @@
+"""Tables and plots for a matrix on one device, derived from runs.jsonl rows and nothing else.
+
+Per cell: mean +- sd over seeds; tokens/s and val bits per byte as deltas against the baseline,
+flagged only where the delta exceeds the seed noise (two standard errors of the difference; with
+a single seed the noise is unknown and nothing is flagged).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+@dataclass
+class Stat:
+    values: list[float]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def sd(self) -> float | None:
+        return statistics.stdev(self.values) if self.n >= 2 else None
+
+    def fmt(self, spec: str) -> str:
+        if self.mean is None:
+            return "-"
+        text = format(self.mean, spec)
+        return f"{text} ± {format(self.sd, spec)}" if self.sd is not None else text
+
+
+def noise(a: Stat, b: Stat) -> float | None:
+    if a.sd is None or b.sd is None:
+        return None
+    return 2.0 * math.sqrt(a.sd ** 2 / a.n + b.sd ** 2 / b.n)
+
+
+def device_slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]
+
+
+def latest_per_run(rows: list[dict]) -> list[dict]:
+    """The newest row for each (cell, seed); reruns supersede earlier attempts."""
+    latest: dict[tuple, dict] = {}
+    for row in rows:
+        latest[(row["cell"], row["seed"])] = row
+    return list(latest.values())
+
+
+@dataclass
+class CellSummary:
+    cell: str
+    toggles: list[str]
+    kinds: str
+    status: str
+    rows: list[dict]
+
+    def stat(self, key: str) -> Stat:
+        return Stat([r[key] for r in self.rows if r["status"] == "ok" and r.get(key) is not None])
+
+
+def summarise(rows: list[dict]) -> list[CellSummary]:
+    by_cell: dict[str, list[dict]] = {}
+    for row in latest_per_run(rows):
+        by_cell.setdefault(row["cell"], []).append(row)
+    summaries = []
+    for cell, cell_rows in by_cell.items():
+        statuses = sorted({r["status"] for r in cell_rows})
+        kinds = sorted(set(cell_rows[0]["kinds"].values())) or ["baseline"]
+        summaries.append(CellSummary(cell, cell_rows[0]["toggles"], "/".join(kinds),
+                                     "ok" if statuses == ["ok"] else "; ".join(statuses), cell_rows))
+    summaries.sort(key=lambda s: (s.cell != "baseline", s.status != "ok"))
+    return summaries
+
+
+def _delta(cell: Stat, base: Stat, relative: bool) -> tuple[str, bool]:
+    if cell.mean is None or base.mean is None:
+        return "-", False
+    diff = cell.mean - base.mean
+    n = noise(cell, base)
+    flagged = n is not None and abs(diff) > n
+    text = f"{100 * diff / base.mean:+.1f}%" if relative else f"{diff:+.4f}"
+    return (f"**{text}**" if flagged else text), flagged
+
+
+def _util(s: CellSummary) -> str:
+    gpu = s.stat("mean_gpu_util")
+    return f"GPU {gpu.fmt('.0f')}%" if gpu.mean is not None else f"CPU {s.stat('mean_cpu_util').fmt('.0f')}%"
+
+
+def table_rows(summaries: list[CellSummary]) -> list[dict]:
+    base = next((s for s in summaries if s.cell == "baseline"), None)
+    out = []
+    for s in summaries:
+        tps, bpb = s.stat("tokens_per_s"), s.stat("val_bpb")
+        d_tps = _delta(tps, base.stat("tokens_per_s"), True) if base and s is not base else ("-", False)
+        d_bpb = _delta(bpb, base.stat("val_bpb"), False) if base and s is not base else ("-", False)
+        first = s.rows[0]
+        out.append({
+            "cell": s.cell, "kind": s.kinds, "status": s.status, "seeds": tps.n,
+            "tokens/s": tps.fmt(",.0f"), "Δ tokens/s": d_tps[0], "val bpb": bpb.fmt(".4f"),
+            "Δ bpb": d_bpb[0], "steps": s.stat("steps").fmt(".0f"),
+            "compile s": s.stat("compile_s").fmt(".1f"), "util": _util(s),
+            "peak MiB": (f"{s.stat('peak_mem_bytes').mean / 2**20:,.0f}"
+                         if s.stat("peak_mem_bytes").mean else "-"),
+            "MFU": s.stat("mfu").fmt(".1%") if s.stat("mfu").mean is not None else "n/a",
+            "config": first["config_hash"], "git": (first["git_sha"] or "?")[:12],
+            # numeric columns for the CSV
+            "_tps_mean": tps.mean, "_tps_sd": tps.sd, "_bpb_mean": bpb.mean, "_bpb_sd": bpb.sd,
+            "_xz_bpb": s.stat("xz_bpb").mean, "_toggles": " ".join(s.toggles),
+        })
+    return out
+
+
+MD_COLUMNS = ["cell", "kind", "status", "seeds", "tokens/s", "Δ tokens/s", "val bpb", "Δ bpb", "steps",
+              "compile s", "util", "peak MiB", "MFU", "config", "git"]
+
+
+def markdown(matrix: str, device: str, rows: list[dict], runs: list[dict], description: str = "") -> str:
+    ok = [r for r in runs if r["status"] == "ok"]
+    versions = ok[0]["versions"] if ok else (runs[0]["versions"] if runs else {})
+    budgets = sorted({r["budget_s"] for r in runs})
+    xz = [r["xz_bpb"] for r in ok if r.get("xz_bpb") is not None]
+    commits = ", ".join(sorted({(r["git_sha"] or "?")[:12] for r in runs}))
+    lines = [f"# Matrix `{matrix}` on {device}", ""]
+    if description:
+        lines += [description.strip(), ""]
+    lines += [
+        f"Budget per cell: {', '.join(f'{b:g}' for b in budgets)} s of training (compile included, "
+        f"validation excluded). Versions: torch {versions.get('torch')}, triton {versions.get('triton')}, "
+        f"python {versions.get('python')}. Commits: {commits}.",
+        "",
+        "| " + " | ".join(MD_COLUMNS) + " |",
+        "|" + "|".join("---" for _ in MD_COLUMNS) + "|",
+    ]
+    lines += ["| " + " | ".join(str(r[c]) for c in MD_COLUMNS) + " |" for r in rows]
+    lines += [""]
+    if xz:
+        lines.append(f"`xz -9e` on the same validation bytes: {statistics.fmean(xz):.4f} bits per byte.")
+    seeds = max((r["seeds"] for r in rows), default=0)
+    if seeds < 2:
+        lines.append("One seed per cell: the seed noise is unknown, so no delta is flagged; "
+                     "run with `--seeds 3` to flag deltas larger than the noise.")
+    else:
+        lines.append("Deltas in **bold** exceed two standard errors of the difference over seeds.")
+    lines.append("Kinds: *exact* toggles may only change speed; *approximate* ones are judged by val bpb "
+                 "at equal budget. Generated by `gocram lab` from results/runs.jsonl; do not edit.")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    columns = ["cell", "_toggles", "kind", "status", "seeds", "_tps_mean", "_tps_sd", "_bpb_mean",
+               "_bpb_sd", "_xz_bpb", "Δ tokens/s", "Δ bpb", "steps", "compile s", "util", "peak MiB",
+               "MFU", "config", "git"]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([c.lstrip("_") for c in columns])
+        for r in rows:
+            writer.writerow([r[c] for c in columns])
+
+
+def plot_curves(path: Path, summaries: list[CellSummary], title: str) -> None:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, s in enumerate(x for x in summaries if x.status == "ok"):
+        color = f"C{i % 10}"
+        for j, row in enumerate(r for r in s.rows if r.get("val_curve")):
+            xs, ys = zip(*row["val_curve"], strict=True)
+            ax.plot(xs, ys, marker="o", ms=3, color=color, alpha=0.8, label=s.cell if j == 0 else None)
+    ax.set_xlabel("training wall-clock (s)")
+    ax.set_ylabel("val bits per byte")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_pareto(path: Path, summaries: list[CellSummary], title: str) -> None:
+    points = [(s.stat("tokens_per_s").mean, s.stat("val_bpb").mean, s.cell)
+              for s in summaries if s.status == "ok" and s.stat("val_bpb").mean is not None]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    front = [p for p in points if not any(q[0] >= p[0] and q[1] <= p[1] and q != p for q in points)]
+    for x, y, name in points:
+        ax.scatter(x, y, color="C3" if (x, y, name) in front else "C0")
+        ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    front.sort()
+    if len(front) > 1:
+        ax.plot([p[0] for p in front], [p[1] for p in front], color="C3", alpha=0.5, label="Pareto front")
+        ax.legend(fontsize=7)
+    ax.set_xlabel("tokens/s")
+    ax.set_ylabel("final val bits per byte (lower is better)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_reports(all_rows: list[dict], results_dir: Path, matrix: str, description: str = "") -> list[Path]:
+    """For each device that ran this matrix: table.md, table.csv, bpb_vs_time.png, pareto.png."""
+    written = []
+    devices = sorted({r["device_name"] for r in all_rows if r["matrix"] == matrix})
+    for device in devices:
+        runs = [r for r in all_rows if r["matrix"] == matrix and r["device_name"] == device]
+        summaries = summarise(runs)
+        rows = table_rows(summaries)
+        out = results_dir / matrix / device_slug(device)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "table.md").write_text(markdown(matrix, device, rows, latest_per_run(runs), description))
+        write_csv(out / "table.csv", rows)
+        plot_curves(out / "bpb_vs_time.png", summaries, f"{matrix}: val bpb over training time")
+        plot_pareto(out / "pareto.png", summaries, f"{matrix}: speed vs quality")
+        written += [out / "table.md", out / "table.csv", out / "bpb_vs_time.png", out / "pareto.png"]
+    return written

@@ -1,0 +1,71 @@
+"""The append-only results/runs.jsonl: one JSON row per cell run (ok, failed or unsupported)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+from gocram.ablations.toggles import parse_spec
+from gocram.config import RunConfig
+
+# Fields copied from a run's result.json into its row (the rest of result.json stays in the run dir).
+RESULT_FIELDS = (
+    "steps", "tokens", "bytes", "tokens_per_s", "tokens_per_s_steady", "bytes_per_s", "mfu",
+    "mfu_note", "flops_per_token", "peak_mem_bytes", "peak_mem_kind", "mean_gpu_util",
+    "mean_cpu_util", "gpu_monitor_note", "mean_power_w", "energy_j", "gpu_mem_used_peak_bytes",
+    "compile_s", "eval_s", "ckpt_s", "elapsed_s", "val_loss", "val_bpb", "xz_bpb", "val_bytes",
+    "n_params", "precision", "val_curve", "profile_dir",
+)
+
+
+def make_row(*, matrix: str, cell: str, toggles: tuple[str, ...], seed: int, cfg: RunConfig,
+             status: str, device_name: str, result: dict | None = None,
+             run_dir: str | None = None) -> dict:
+    from gocram.bench.device import git_sha, versions
+
+    row = {
+        "run_id": uuid.uuid4().hex[:12], "matrix": matrix, "cell": cell, "toggles": list(toggles),
+        "kinds": {t: parse_spec(t)[0].kind for t in toggles}, "seed": seed,
+        "budget_s": cfg.train.budget_s, "status": status, "device_name": device_name,
+        "config_hash": cfg.hash(), "git_sha": git_sha(), "versions": versions(),
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run_dir": run_dir,
+    }
+    for key in RESULT_FIELDS:
+        row[key] = (result or {}).get(key)
+    row["config"] = cfg.flat()
+    return row
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Append one line under an exclusive lock, fsynced: parallel labs never interleave rows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.write(json.dumps(row) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def load_rows(path: Path) -> list[dict]:
+    """All rows; a torn last line (a crash mid-write) is skipped, not fatal."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def has_row(rows: list[dict], config_hash: str, device_name: str, status_prefix: str = "ok",
+            status: str | None = None) -> bool:
+    return any(r["config_hash"] == config_hash and r["device_name"] == device_name and
+               (r["status"] == status if status else r["status"].startswith(status_prefix))
+               for r in rows)
