@@ -190,3 +190,13 @@ def test_fused_cross_entropy_under_autocast_matches_reference():
                        (hidden, weight), one)
     assert fast[1][0].dtype == fast[1][1].dtype == torch.float32
     assert_same(fast, ref, torch.bfloat16, ("hidden", "weight"))
+
+
+def test_torch_baselines_are_the_same_functions_in_fp32():
+    """The benchmarks' baselines (the model's plain parts) compute what the fp32 twins compute."""
+    from gocram.kernels.reference import bias_gelu_torch, layernorm_torch
+
+    x, w, b = (torch.randn(5, 40, device=DEVICE), torch.randn(40, device=DEVICE),
+               torch.randn(40, device=DEVICE))
+    torch.testing.assert_close(layernorm_torch(x, w, b), layernorm_reference(x, w, b))
+    torch.testing.assert_close(bias_gelu_torch(x, b, "tanh"), bias_gelu_reference(x, b, "tanh"))

@@ -1,8 +1,11 @@
-"""Plain-torch twins of the Triton kernels: what each kernel must compute, for tests and benchmarks.
+"""Plain-torch twins of the Triton kernels, for tests and benchmarks.
 
-Each twin computes the way its kernel does (fp32 inside, one cast back to the output dtype), so a
-test compares like with like and the tolerance only has to cover summation order and the final
-rounding.
+`*_reference`: what each kernel must compute, the way it does (fp32 inside, one cast back to the
+output dtype), so a test compares like with like and its tolerance only covers summation order and
+the final rounding. (torch's own half-precision LayerNorm backward on CPU is less exact than that.)
+
+`*_torch`: what the model runs without the kernel (gocram.models.layers), in the input dtype: the
+baseline the benchmarks time, eager and under torch.compile.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ def layernorm_reference(
     return y.to(x.dtype)
 
 
-def gelu_reference(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
-    return F.gelu(x, approximate=approximate)
+def layernorm_torch(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                    eps: float = 1e-5) -> torch.Tensor:
+    """torch's fused LayerNorm in x's dtype, as gocram.models.layers.LayerNorm runs it."""
+    return F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
 
 
 def bias_gelu_reference(
@@ -45,6 +50,11 @@ def bias_gelu_reference(
     return F.gelu(pre, approximate=approximate).to(out_dtype)
 
 
+def bias_gelu_torch(h: torch.Tensor, bias: torch.Tensor | None, approximate: str = "none") -> torch.Tensor:
+    """GELU(h + bias) as gocram.models.layers.GELU runs it (h + bias is rounded first)."""
+    return F.gelu(h if bias is None else h + bias, approximate=approximate)
+
+
 def linear_cross_entropy_reference(
     hidden: torch.Tensor,  # (N, d)
     weight: torch.Tensor,  # (V, d)
@@ -52,6 +62,9 @@ def linear_cross_entropy_reference(
     *,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """Full (N, V) logits, then cross-entropy in fp32: the memory the fused loss avoids."""
+    """Full (N, V) logits, then cross-entropy in fp32: the memory the fused loss avoids.
+
+    This is also exactly the model's `cross_entropy` loss, so it doubles as the benchmark baseline.
+    """
     logits = hidden @ weight.t()  # (N, V)
     return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction=reduction)
