@@ -88,3 +88,24 @@ def test_state_dicts_interchange_with_the_reference_parts(bias):
     idx = torch.randint(0, 100, (2, 16), device=DEVICE)
     torch.testing.assert_close(fast(idx), ref(idx), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fast(idx, idx), ref(idx, idx), atol=1e-5, rtol=1e-5)
+
+
+
+@needs_kernels
+def test_kernels_survive_torch_compile():
+    """Dynamo runs the kernels eagerly (a clean graph break); which backend compiles the rest does
+    not change that, so the cheap 'eager' backend stands in for inductor here."""
+    torch.manual_seed(0)
+    base = dict(n_layer=1, n_head=2, d_model=32, seq_len=16, vocab_size=100)
+    ref = GPT(ModelConfig(**base, activation="gelu_tanh")).to(DEVICE)
+    fast = GPT(ModelConfig(**base, norm="triton_layernorm", activation="triton_bias_gelu_tanh",
+                           loss="fused_cross_entropy")).to(DEVICE)
+    fast.load_state_dict(ref.state_dict())
+    compiled = torch.compile(fast, backend="eager")
+    idx = torch.randint(0, 100, (2, 16), device=DEVICE)
+    loss_fast, loss_ref = compiled(idx, idx), ref(idx, idx)
+    loss_fast.backward()
+    loss_ref.backward()
+    torch.testing.assert_close(loss_fast, loss_ref, atol=1e-5, rtol=1e-5)
+    for (name, p_ref), p_fast in zip(ref.named_parameters(), fast.parameters(), strict=True):
+        torch.testing.assert_close(p_fast.grad, p_ref.grad, atol=1e-5, rtol=1e-4, msg=name)

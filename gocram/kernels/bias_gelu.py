@@ -213,6 +213,9 @@ class BiasGELUFunction(torch.autograd.Function):
         return dh.view(ctx.shape), None if dbias is None else dbias.to(bias.dtype), None
 
 
+# Dynamo runs this eagerly (a clean graph break under train.compile) rather than tracing the
+# launcher's host-side checks; the kernel is the fast path either way.
+@torch.compiler.disable
 def bias_gelu(
     h: torch.Tensor,  # (..., W), any strides
     bias: torch.Tensor | None,  # (W,)

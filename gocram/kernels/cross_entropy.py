@@ -191,6 +191,9 @@ class FusedLinearCrossEntropyFunction(torch.autograd.Function):
         )
 
 
+# Dynamo runs this eagerly (a clean graph break under train.compile) rather than tracing the
+# launcher's host-side checks; the kernel is the fast path either way.
+@torch.compiler.disable
 def fused_linear_cross_entropy(
     hidden: torch.Tensor,  # (N, d), any strides
     weight: torch.Tensor,  # (V, d)

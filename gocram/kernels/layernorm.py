@@ -229,6 +229,9 @@ class LayerNormFunction(torch.autograd.Function):
         )
 
 
+# Dynamo runs this eagerly (a clean graph break under train.compile) rather than tracing the
+# launcher's host-side checks; the kernel is the fast path either way.
+@torch.compiler.disable
 def layernorm(
     x: torch.Tensor,  # (..., D), any strides
     weight: torch.Tensor | None,  # (D,)
