@@ -88,3 +88,9 @@ def _register_builtin_parts() -> None:
 
 
 _register_builtin_parts()
+
+# Triton kernels (gocram/kernels): imported on first use, so gocram imports without triton.
+NORMS.register_lazy("triton_layernorm", "gocram.kernels.layernorm:TritonLayerNorm")
+ACTIVATIONS.register_lazy("triton_bias_gelu", "gocram.kernels.bias_gelu:TritonBiasGELU")
+ACTIVATIONS.register_lazy("triton_bias_gelu_tanh", "gocram.kernels.bias_gelu:TritonBiasGELUTanh")
+LOSSES.register_lazy("fused_cross_entropy", "gocram.kernels.cross_entropy:fused_cross_entropy")
