@@ -203,3 +203,6 @@ def test_flex_reuses_one_block_mask_per_forward():
     assert flex._block_masks.get(20, docs.clone(), CPU) is not first  # another batch
     docs[0, 0] = 5  # edited in place: the version counter moves
     assert flex._block_masks.get(20, docs, CPU) is not first
+    causal = flex._block_masks.get(20, None, CPU)
+    flex._block_masks.get(12, None, CPU)  # another length (token dropping) does not evict it
+    assert flex._block_masks.get(20, None, CPU) is causal

@@ -10,7 +10,8 @@ Document ids are gathered too, so packed rows stay block-causal.
 
 The dropped share follows the budget fraction: token_drop_rate at the start, falling linearly to
 0 at token_drop_until (random-LTD's growing sequence length). The kept count is rounded up to a
-multiple of KEEP_MULTIPLE, so a compiled model sees a handful of shapes rather than one per step.
+multiple of KEEP_MULTIPLE for kernel-friendly shapes; under torch.compile dynamo makes the rate
+symbolic after its first change, so the schedule costs a couple of graphs, not one per step.
 In eval mode nothing is dropped.
 """
 

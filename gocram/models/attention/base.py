@@ -142,7 +142,7 @@ def probe_reason(backend_name: str, device: str, dtype: torch.dtype, training: b
         except (RuntimeError, NotImplementedError, ValueError) as err:
             hints = [_TRIGGERED.sub("", str(w.message)) for w in caught]
             hints = [h.strip() for h in hints if h.strip() and not h.strip().endswith("because:")]
-            detail = "; ".join(dict.fromkeys(hints)) or str(err).splitlines()[0]
+            detail = "; ".join(dict.fromkeys(hints)) or str(err).split(". ")[0].splitlines()[0]
             what = f"{str(dtype).removeprefix('torch.')}, head size {head_size}"
             what += ", training" if training else ", forward only"
             what += ", document mask" if document_mask else ""

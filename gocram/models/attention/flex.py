@@ -27,38 +27,45 @@ def _flex_attention(device_type: str):
     return torch.compile(flex_attention) if device_type == "cuda" else flex_attention
 
 
-class _LastBlockMask:
-    """Every layer of one forward gets the same document_ids tensor: build its mask once."""
+class _BlockMasks:
+    """Block masks reused across layers and steps.
+
+    Causal masks depend only on (T, device): kept for good (token dropping alternates between a
+    few lengths). A document mask depends on the batch: every layer of one forward gets the same
+    document_ids tensor, so the last one is kept, keyed on that tensor and its version counter.
+    """
 
     def __init__(self) -> None:
-        self.key: tuple | None = None
-        self.ids: torch.Tensor | None = None
-        self.mask = None
+        self.causal: dict[tuple[int, str], object] = {}
+        self.last_key: tuple | None = None
+        self.last_ids: torch.Tensor | None = None
+        self.last_mask = None
 
     def get(self, T: int, document_ids: torch.Tensor | None, device: torch.device):
         from torch.nn.attention.flex_attention import create_block_mask
 
-        version = None if document_ids is None else document_ids._version
-        key = (T, str(device), version)
-        if self.mask is not None and self.key == key and self.ids is document_ids:
-            return self.mask
         if document_ids is None:
-            def allowed(b, h, q_idx, kv_idx):
-                return q_idx >= kv_idx
+            key = (T, str(device))
+            if key not in self.causal:
+                def allowed(b, h, q_idx, kv_idx):
+                    return q_idx >= kv_idx
 
-            mask = create_block_mask(allowed, None, None, T, T, device=device)
-        else:
-            seg = segment_ids(document_ids)  # (B, T)
+                self.causal[key] = create_block_mask(allowed, None, None, T, T, device=device)
+            return self.causal[key]
+        key = (T, str(device), document_ids._version)
+        if self.last_ids is document_ids and self.last_key == key:
+            return self.last_mask
+        seg = segment_ids(document_ids)  # (B, T)
 
-            def allowed(b, h, q_idx, kv_idx):
-                return (q_idx >= kv_idx) & (seg[b, q_idx] == seg[b, kv_idx])
+        def allowed(b, h, q_idx, kv_idx):
+            return (q_idx >= kv_idx) & (seg[b, q_idx] == seg[b, kv_idx])
 
-            mask = create_block_mask(allowed, seg.shape[0], None, T, T, device=device)
-        self.key, self.ids, self.mask = key, document_ids, mask
+        mask = create_block_mask(allowed, seg.shape[0], None, T, T, device=device)
+        self.last_key, self.last_ids, self.last_mask = key, document_ids, mask
         return mask
 
 
-_block_masks = _LastBlockMask()
+_block_masks = _BlockMasks()
 
 
 @ATTENTIONS.register("flex")
