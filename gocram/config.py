@@ -277,6 +277,11 @@ def layout_needs_document_mask(layout: str) -> bool:
         raise ConfigError(f"data.layout: {err}") from None
 
 
+def _applies_document_mask(backend_builder) -> bool:
+    """Whether an attention backend can apply a document mask on some device."""
+    return bool(getattr(backend_builder, "supports_document_mask", False))
+
+
 def _check_layout_attention(cfg: RunConfig) -> None:
     """Reject a layout that needs a document mask paired with a backend that cannot apply one.
 
@@ -289,12 +294,9 @@ def _check_layout_attention(cfg: RunConfig) -> None:
         backend = ATTENTIONS.get(cfg.model.attention)
     except ConfigError as err:
         raise ConfigError(f"model.attention: {err}") from None
-    def masks(builder) -> bool:
-        return bool(getattr(builder, "supports_document_mask", False))
-
-    if layout_needs_document_mask(cfg.data.layout) and not masks(backend):
+    if layout_needs_document_mask(cfg.data.layout) and not _applies_document_mask(backend):
         why = getattr(backend, "no_document_mask_why", "it has no document mask")
-        able = [n for n in ATTENTIONS.names() if masks(ATTENTIONS.get(n))]
+        able = [n for n in ATTENTIONS.names() if _applies_document_mask(ATTENTIONS.get(n))]
         raise ConfigError(
             f"data.layout={cfg.data.layout!r} needs a document mask, but "
             f"model.attention={cfg.model.attention!r} cannot apply one ({why}); choose one of {able}")
