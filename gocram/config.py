@@ -44,6 +44,13 @@ class ModelConfig:
     activation: str = "gelu"
     attention: str = "sdpa"
     loss: str = "cross_entropy"
+    # Token dropping (random-LTD for a causal LM, models/token_drop.py): in training, each layer of
+    # token_drop_layers ("middle" = all but the first and last, or "a-b", 0-based inclusive) runs
+    # on a random subset of the tokens; the dropped share falls linearly from token_drop_rate at
+    # the start of the budget to 0 at the budget fraction token_drop_until.
+    token_drop_rate: float = 0.0
+    token_drop_layers: str = "middle"
+    token_drop_until: float = 0.8
 
     def __post_init__(self) -> None:
         for name in ("n_layer", "n_head", "d_model", "seq_len", "vocab_size", "mlp_ratio"):
@@ -60,6 +67,31 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.token_drop_rate < 1.0:
+            raise ConfigError(f"model.token_drop_rate must be in [0, 1), got {self.token_drop_rate}")
+        if not 0.0 < self.token_drop_until <= 1.0:
+            raise ConfigError(f"model.token_drop_until must be in (0, 1], got {self.token_drop_until}")
+        if self.token_drop_rate > 0:
+            self.token_drop_layer_range  # noqa: B018 - validates token_drop_layers against n_layer
+
+    @property
+    def token_drop_layer_range(self) -> range:
+        """The layers that may drop tokens; the first and the last layer always see every token."""
+        where = f"model.token_drop_layers={self.token_drop_layers!r}"
+        if self.n_layer < 3:
+            raise ConfigError(f"{where}: token dropping needs model.n_layer >= 3 (the first and last "
+                              f"layers see every token), got {self.n_layer}")
+        if self.token_drop_layers == "middle":
+            return range(1, self.n_layer - 1)
+        first, dash, last = self.token_drop_layers.partition("-")
+        try:
+            lo, hi = int(first), int(last if dash else first)
+        except ValueError:
+            raise ConfigError(f"{where}: expected 'middle', a layer 'a' or a range 'a-b'") from None
+        if not 1 <= lo <= hi <= self.n_layer - 2:
+            raise ConfigError(f"{where}: must lie within 1-{self.n_layer - 2} (layer 0 and the last "
+                              f"layer, {self.n_layer - 1}, see every token), with a <= b")
+        return range(lo, hi + 1)
 
     @property
     def padded_vocab_size(self) -> int:
@@ -232,6 +264,7 @@ def build_config(values: dict[str, Any]) -> RunConfig:
     cfg = RunConfig(**{s: _build_section(s, values.get(s) or {}) for s in SECTIONS})
     cfg.grad_accum  # noqa: B018 - validates batch_tokens against the batch shape
     _check_part_names(cfg)
+    _check_layout_attention(cfg)
     return cfg
 
 
@@ -250,6 +283,41 @@ def _check_part_names(cfg: RunConfig) -> None:
                 registry.get(value)  # raises with the choices and a suggestion
             except ConfigError as err:
                 raise ConfigError(f"{field_name}: {err}") from None
+
+
+def layout_needs_document_mask(layout: str) -> bool:
+    """Whether a data layout's batches carry documents that must not see each other."""
+    from gocram.data.batches import LAYOUTS  # late: the registries import this module
+
+    try:
+        return bool(getattr(LAYOUTS.get(layout), "document_mask", False))
+    except ConfigError as err:
+        raise ConfigError(f"data.layout: {err}") from None
+
+
+def _applies_document_mask(backend_builder) -> bool:
+    """Whether an attention backend can apply a document mask on some device."""
+    return bool(getattr(backend_builder, "supports_document_mask", False))
+
+
+def _check_layout_attention(cfg: RunConfig) -> None:
+    """Reject a layout that needs a document mask paired with a backend that cannot apply one.
+
+    Device-dependent limits (e.g. torch's CUDA flash kernel takes no mask) are checked by the
+    trainer once the device is known.
+    """
+    from gocram.models.registry import ATTENTIONS
+
+    try:
+        backend = ATTENTIONS.get(cfg.model.attention)
+    except ConfigError as err:
+        raise ConfigError(f"model.attention: {err}") from None
+    if layout_needs_document_mask(cfg.data.layout) and not _applies_document_mask(backend):
+        why = getattr(backend, "no_document_mask_why", "it has no document mask")
+        able = [n for n in ATTENTIONS.names() if _applies_document_mask(ATTENTIONS.get(n))]
+        raise ConfigError(
+            f"data.layout={cfg.data.layout!r} needs a document mask, but "
+            f"model.attention={cfg.model.attention!r} cannot apply one ({why}); choose one of {able}")
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, dict[str, Any]]:

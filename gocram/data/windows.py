@@ -13,6 +13,8 @@ from gocram.models.registry import IGNORE_INDEX
 class RandomWindows:
     """Batches of random length-T windows (crossing documents), y shifted by one. Resumable."""
 
+    document_mask = False  # windows cross documents on purpose: plain causal attention
+
     def __init__(self, tokens: np.ndarray, *, seq_len: int, batch: int, seed: int):
         if len(tokens) < seq_len + 2:
             raise ValueError(f"token stream of {len(tokens)} tokens is shorter than seq_len+2")

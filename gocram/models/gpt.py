@@ -12,6 +12,7 @@ from torch import nn
 
 from gocram.config import ModelConfig
 from gocram.models.registry import ACTIVATIONS, ATTENTIONS, LOSSES, NORMS
+from gocram.models.token_drop import TokenDrop, run_on_subset
 
 
 def rope_tables(
@@ -103,6 +104,7 @@ class GPT(nn.Module):
         if cfg.tie_embeddings:
             self.lm_head.weight = self.wte.weight
         self.loss_fn = LOSSES.build(cfg.loss)
+        self.token_drop = TokenDrop(cfg)
         self.apply(self._init_weights)
         # GPT-2: scale the residual projections by 1/sqrt(2 * n_layer).
         for name, p in self.named_parameters():
@@ -139,8 +141,13 @@ class GPT(nn.Module):
             cos, sin = rope_tables(positions, self.cfg.head_size)  # each (B, T, hs/2)
             rope = (cos[:, None], sin[:, None])  # each (B, 1, T, hs/2): broadcast over heads
         x = self.drop(x)
-        for block in self.blocks:
-            x = block(x, rope, document_ids)
+        dropping = self.token_drop.active(self.training, T)
+        for i, block in enumerate(self.blocks):
+            if dropping and i in self.token_drop.layers:
+                keep = self.token_drop.select(B, T, idx.device)  # (B, K)
+                x = run_on_subset(block, x, keep, rope, document_ids)
+            else:
+                x = block(x, rope, document_ids)
         return self.norm_f(x)
 
     def forward(self, idx, targets=None, *, reduction="mean", positions=None, document_ids=None):
@@ -152,6 +159,10 @@ class GPT(nn.Module):
         return self.loss_fn(
             h.reshape(B * T, C), self.lm_head.weight, targets.reshape(B * T), reduction=reduction
         )
+
+    def set_budget_fraction(self, fraction: float) -> None:
+        """A trainer step hook: schedules keyed to the budget (the token-drop rate) move here."""
+        self.token_drop.set_budget_fraction(fraction)
 
     def matmul_params(self) -> int:
         """Parameters that take part in a matmul per token (embedding lookups do not)."""

@@ -22,7 +22,7 @@ import torch
 
 from gocram.bench.device import device_name, git_sha, peak_memory, pick_device, versions
 from gocram.bench.flops import flops_per_token, mfu
-from gocram.config import RunConfig, config_from_dict
+from gocram.config import RunConfig, config_from_dict, layout_needs_document_mask
 from gocram.data.batches import LAYOUTS
 from gocram.data.prepare import PreparedData, prepare_data
 from gocram.errors import GocramError
@@ -91,7 +91,7 @@ class Trainer:
                                      batch=tc.micro_batch, seed=tc.seed)
         # Called with the budget fraction before every step: schedules other than the LR
         # (e.g. a token-drop rate) hang here.
-        self.step_hooks: list = []
+        self.step_hooks: list = [self.model.set_budget_fraction]
         self.progress = Progress(next_eval_s=cfg.eval.every_s or float("inf"),
                                  next_ckpt_s=tc.ckpt_every_s or float("inf"))
         self.shape = ScheduleShape(warmup_frac=tc.warmup_frac, min_ratio=tc.min_lr_ratio,
@@ -100,9 +100,11 @@ class Trainer:
 
     def _check_supported(self) -> None:
         backend = self.model.blocks[0].attn.backend
+        mc = self.cfg.model
         reason = backend.unsupported_reason(
             device=self.device, dtype=PRECISION_DTYPES.get(self.precision, torch.float32),
-            training=True, document_mask=False)
+            training=True, document_mask=layout_needs_document_mask(self.cfg.data.layout),
+            dropout=mc.dropout > 0, head_size=mc.head_size)
         if reason:
             raise GocramError(f"model.attention={self.cfg.model.attention!r}: {reason}")
 
