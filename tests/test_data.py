@@ -1,15 +1,19 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
-from gocram.data.corpus import Doc, read_corpus, write_parquet
-from gocram.data.debian import capped, main_license
+from gocram.data.build import Ingest
+from gocram.data.corpus import Doc, iter_parquet_rows, read_corpus, write_parquet
+from gocram.data.debian import main_license
 from gocram.data.decontam import Decontaminator, eval_texts
 from gocram.data.dedup import Signer, near_duplicate_clusters, normalized_hash
 from gocram.data.filters import drop_reason, is_permissive
-from gocram.data.options import REDACT_KINDS, FilterConfig
+from gocram.data.options import REDACT_KINDS, FilterConfig, build_options
 from gocram.data.records import SourceFile
 from gocram.data.redact import KINDS, redact
+from gocram.data.sources import Source
 from gocram.data.split import split_by_package
 from gocram.data.tokenizer import eos_id, token_byte_lengths, train_bpe
 from gocram.data.windows import RandomWindows
@@ -210,7 +214,40 @@ def test_licences(tmp_path, monkeypatch):
     assert main_license("golang-missing-dev") is None
 
 
-def test_package_cap_keeps_whole_files():
-    docs = [Doc(repo="r", path=f"p/{i}.go", text="x" * 100) for i in range(10)]
-    kept = capped(docs, 350)
-    assert len(kept) == 3 and all(len(d.text) == 100 for d in kept)
+class ListSource(Source):
+    """A source over files given in the test (the builder accepts any Source)."""
+
+    kind = "list"
+
+    def __init__(self, files):
+        super().__init__("", build_options())
+        self._files = files
+
+    def files(self):
+        yield from self._files
+
+
+def spooled_paths(ingest, work):
+    return {r["max_stars_repo_path"] for name in ingest.spool for r in iter_parquet_rows(work / name)}
+
+
+def test_package_cap_keeps_whole_files_in_hashed_order(tmp_path):
+    def go(i, extra=0):
+        return f"package p\n\n// File{i} {'q' * extra}\nfunc F{i}() int {{ return {i} }}\n"
+
+    files = [source_file(f"p/{i}.go", go(i, 60)) for i in range(10)]  # each ~100 bytes
+    files += [source_file("p/vendor/v.go", go(99)), source_file("p/huge.go", go(98, 5000))]
+    files += [replace(source_file("q/0.go", go(50, 60)), repo="other")]
+    size = files[0].n_bytes
+    ingest = Ingest(build_options(overrides=["per_package_bytes=350", "decontam.enabled=false",
+                                             "near_dedup.enabled=false"]), tmp_path)
+    ingest.run(ListSource(files))
+    kept_paths = spooled_paths(ingest, tmp_path)
+    assert ingest.kept == 350 // size + 1  # three of repo r (whole files only) + the other repo's
+    assert "q/0.go" in kept_paths and "p/huge.go" not in kept_paths
+    assert ingest.files_in == len(files) == ingest.kept + sum(ingest.dropped.values())
+    assert ingest.dropped["package_cap"] >= 7
+    again = Ingest(ingest.cfg, tmp_path / "again")
+    (tmp_path / "again").mkdir()
+    again.run(ListSource(files[-1:] + files[-2::-1]))
+    assert spooled_paths(again, tmp_path / "again") == kept_paths  # the file order does not matter

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gocram.data.corpus import MANIFEST, WORK_DIR, Doc, iter_parquet_rows, read_manifest, write_rows
-from gocram.data.debian import DOC_DIR, capped
+from gocram.data.corpus import MANIFEST, WORK_DIR, iter_parquet_rows, read_manifest, write_rows
+from gocram.data.debian import DOC_DIR
 from gocram.data.decontam import Decontaminator
 from gocram.data.dedup import Signer, near_duplicate_clusters, normalized_hash
 from gocram.data.filters import drop_reason
@@ -115,18 +115,21 @@ class Ingest:
         self.dropped[reason] += 1
         self.dropped_bytes[reason] += f.n_bytes
 
-    def screen(self, f: SourceFile, pending: set[bytes]) -> bytes | None:
-        """The exact-dedup key of a file that passes every per-file check, else None (dropped)."""
+    def account(self, f: SourceFile) -> None:
         self.files_in += 1
         self.bytes_in += f.n_bytes
         if f.package:
             self.per_package.setdefault(f.package, Counter())["files_in"] += 1
+
+    def screen(self, f: SourceFile) -> bytes | None:
+        """The exact-dedup key of a file that passes every per-file check, else None (dropped)."""
+        self.account(f)
         reason = drop_reason(f, self.cfg.filters)
         if reason:
             self.drop(f, reason)
             return None
         key = hashlib.sha256(normalized_hash(f.text).encode()).digest()[:16]
-        if self.cfg.exact_dedup and (key in self.seen or key in pending):
+        if self.cfg.exact_dedup and key in self.seen:
             self.drop(f, "duplicate")
             return None
         if self.decontam is not None:
@@ -162,37 +165,39 @@ class Ingest:
         progress = Progress()
         t0 = time.perf_counter()
         cap = self.cfg.per_package_bytes
-        group: list[tuple[SourceFile, bytes]] = []
-        pending: set[bytes] = set()
+        group: list[SourceFile] = []
         for f in source.files():
-            if cap and group and f.repo != group[0][0].repo:
-                self.keep_capped(group, cap)
-                group, pending = [], set()
-            key = self.screen(f, pending)
-            if key is not None:
-                if cap:
-                    group.append((f, key))
-                    pending.add(key)
-                else:
+            if cap:
+                if group and f.repo != group[0].repo:
+                    self.take_capped(group, cap)
+                    group = []
+                group.append(f)
+            else:
+                key = self.screen(f)
+                if key is not None:
                     self.keep(f, key)
             progress(lambda f=f: f"ingest: {self.files_in:,} files, {self.bytes_in / 1e6:,.1f} MB in "
                      f"({self.bytes_in / 1e6 / (time.perf_counter() - t0):.1f} MB/s), "
                      f"{self.kept:,} kept; at {f.repo}")
         if group:
-            self.keep_capped(group, cap)
+            self.take_capped(group, cap)
         self.flush()
 
-    def keep_capped(self, group: list[tuple[SourceFile, bytes]], cap: int) -> None:
-        """Whole files of one package, in a stable hashed order, up to the byte cap."""
-        by_path = {f.path: (f, key) for f, key in group}
-        docs = [Doc(repo=f.repo, path=f.path, text=f.text) for f, _ in group]
-        chosen = {d.path for d in capped(docs, cap)}
-        for doc in sorted(docs, key=lambda d: unit_hash(d.path, "cap")):
-            f, key = by_path[doc.path]
-            if doc.path in chosen:
-                self.keep(f, key)
-            else:
+    def take_capped(self, files: list[SourceFile], cap: int) -> None:
+        """One package: whole files in a stable hashed order while they fit under the byte cap.
+
+        A file too large for the room left is dropped as package_cap before the other checks run
+        (they would not change what is kept, and skipping them makes capped builds fast)."""
+        total = 0
+        for f in sorted(files, key=lambda f: unit_hash(f.path, "cap")):
+            if f.problem is None and total + f.n_bytes > cap:
+                self.account(f)
                 self.drop(f, "package_cap")
+                continue
+            key = self.screen(f)
+            if key is not None:
+                self.keep(f, key)
+                total += f.n_bytes
 
     def state(self) -> dict:
         return {
@@ -429,9 +434,12 @@ class Builder:
         if any(p.get("files") for p in report["packages"]):
             licenses = self.out / "licenses"
             licenses.mkdir(exist_ok=True)
-            for p in report["packages"]:
-                if p["files"]:
-                    shutil.copyfile(DOC_DIR / p["package"] / "copyright", licenses / p["package"])
+            used = {p["package"] for p in report["packages"] if p["files"]}
+            for name in used:
+                shutil.copyfile(DOC_DIR / name / "copyright", licenses / name)
+            for stale in licenses.iterdir():  # packages an earlier build kept and this one did not
+                if stale.name not in used:
+                    stale.unlink()
             write_attribution(self.out / "ATTRIBUTION.md", report["packages"], self.spec)
         write_json(self.out / REPORT, report)
         manifest = {

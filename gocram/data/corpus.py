@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,11 +70,25 @@ class Doc:
         return f"{self.repo}:{os.path.dirname(self.path)}"
 
 
+ASCII_ALNUM = bytes(c for c in range(128) if chr(c).isalnum())
+NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+
+
+def count_alnum(text: str) -> int:
+    """sum(ch.isalnum() for ch in text), at C speed: ASCII via bytes.translate, the rest by hand."""
+    ascii_part = NON_ASCII.sub("", text) if not text.isascii() else text
+    data = ascii_part.encode("ascii")
+    count = len(data) - len(data.translate(None, ASCII_ALNUM))
+    if ascii_part is not text:
+        count += sum(ch.isalnum() for run in NON_ASCII.findall(text) for ch in run)
+    return count
+
+
 def line_stats(text: str) -> tuple[float, int, float]:
     """(average line length, max line length, alphanumeric fraction), as The Stack computes them."""
     lines = text.splitlines() or [""]
     lengths = [len(line) for line in lines]
-    alnum = sum(ch.isalnum() for ch in text) / max(len(text), 1)
+    alnum = count_alnum(text) / max(len(text), 1)
     return sum(lengths) / len(lengths), max(lengths), alnum
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from gocram.data.corpus import Doc
-from gocram.data.split import unit_hash
 from gocram.errors import GocramError
 
 SOURCE_ROOTS = ("/usr/share/gocode/src/", "/usr/share/go-1.19/src/", "/usr/lib/go-1.19/src/")
@@ -74,14 +72,3 @@ def relative_source_path(path: Path) -> str:
             return text[len(root):]
     return path.name
 
-
-def capped(docs: list[Doc], max_bytes: int, salt: str = "cap") -> list[Doc]:
-    """Whole files in a stable hashed order until the package's byte cap."""
-    chosen, total = [], 0
-    for doc in sorted(docs, key=lambda d: unit_hash(d.path, salt)):
-        size = len(doc.text.encode("utf-8"))
-        if total + size > max_bytes:
-            continue
-        chosen.append(doc)
-        total += size
-    return chosen

@@ -63,14 +63,14 @@ def eval_texts(eval_dir: str | Path) -> list[tuple[str, str]]:
 
 
 class Decontaminator:
-    """Set membership of every n-gram of the protected texts, with a two-token prefilter."""
+    """Set membership of every n-gram of the protected texts, behind a two-token prefilter."""
 
     def __init__(self, texts: list[tuple[str, str]], n: int, *, min_identifier_len: int = 0):
         """min_identifier_len > 0 ignores protected n-grams without an identifier of at least
         that length outside GO_WORDS (idioms every Go tree contains)."""
         self.n = n
         self.ngrams: dict[str, str] = {}
-        self.pairs: set[tuple[str, str]] = set()
+        self.follow: dict[str, set[str]] = {}  # first token -> second tokens of some n-gram
         for task, text in texts:
             tokens = text.split()
             for i in range(len(tokens) - n + 1):
@@ -80,7 +80,7 @@ class Decontaminator:
                         for w in IDENTIFIER.findall(key)):
                     continue
                 self.ngrams.setdefault(key, task)
-                self.pairs.add((tokens[i], tokens[i + 1]))
+                self.follow.setdefault(tokens[i], set()).add(tokens[i + 1])
 
     @classmethod
     def from_eval_dir(cls, eval_dir: str | Path, n: int, *, min_identifier_len: int = 0) -> Decontaminator:
@@ -89,9 +89,10 @@ class Decontaminator:
     def match(self, text: str) -> Match | None:
         """The first protected n-gram found in text, or None."""
         tokens = text.split()
-        n, pairs, ngrams = self.n, self.pairs, self.ngrams
+        n, follow, ngrams = self.n, self.follow, self.ngrams
         for i in range(len(tokens) - n + 1):
-            if (tokens[i], tokens[i + 1]) in pairs:
+            second = follow.get(tokens[i])
+            if second is not None and tokens[i + 1] in second:
                 key = " ".join(tokens[i:i + n])
                 task = ngrams.get(key)
                 if task is not None:

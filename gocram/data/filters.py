@@ -19,6 +19,7 @@ BINDATA = re.compile(r"func bindataRead\(|^// bindata\.go|_bindata = map\[string
 LITERAL_LINE = re.compile(
     r"""^\s*(?:(?:0[xX][0-9a-fA-F_]+|[-+]?\d[\d_.eE+-]*|'(?:\\.|[^'])+'|"(?:\\.|[^"])*")\s*,\s*)+"""
     r"""(?:0[xX][0-9a-fA-F_]+|[-+]?\d[\d_.eE+-]*|'(?:\\.|[^'])+'|"(?:\\.|[^"])*")?\s*,?\s*$""")
+LITERAL_START = re.compile(r"^[ \t]*[-+0-9\"']", re.MULTILINE)  # lines that could be literal-only
 CONTROL = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
 
 
@@ -75,7 +76,7 @@ def _generated(f: SourceFile, cfg: FilterConfig) -> str | None:
         return None
     if f.path.endswith(".pb.go") or GENERATED.search(f.text[:4096]):
         return "generated"
-    if "bindata" in f.path.rsplit("/", 1)[-1] or BINDATA.search(f.text):
+    if "bindata" in f.path.rsplit("/", 1)[-1] or ("bindata" in f.text and BINDATA.search(f.text)):
         return "bindata"
     return None
 
@@ -86,6 +87,8 @@ def _literal_table(f: SourceFile, cfg: FilterConfig) -> str | None:
     lines = [line for line in f.text.splitlines() if line.strip()]
     if len(lines) < cfg.literal_min_lines:
         return None
+    if len(LITERAL_START.findall(f.text)) <= cfg.max_literal_fraction * len(lines):
+        return None  # not enough candidate lines: skip the per-line match
     literal = sum(1 for line in lines if LITERAL_LINE.match(line))
     return "literal_table" if literal > cfg.max_literal_fraction * len(lines) else None
 
