@@ -8,7 +8,14 @@ from gocram.data.build import Ingest
 from gocram.data.corpus import Doc, iter_parquet_rows, read_corpus, write_parquet
 from gocram.data.debian import main_license
 from gocram.data.decontam import Decontaminator, eval_texts
-from gocram.data.dedup import Signer, near_duplicate_clusters, normalized_hash
+from gocram.data.dedup import (
+    Signer,
+    near_duplicate_clusters,
+    near_duplicate_clusters_reference,
+    normalized_hash,
+    shingle_hashes,
+    shingle_hashes_reference,
+)
 from gocram.data.filters import drop_reason, is_permissive
 from gocram.data.options import REDACT_KINDS, FilterConfig, build_options
 from gocram.data.records import SourceFile
@@ -129,6 +136,38 @@ def test_a_source_problem_is_the_drop_reason():
 def test_exact_dedup_key_ignores_trailing_whitespace():
     assert normalized_hash(GO) == normalized_hash(GO.replace("\n", "  \n") + "\n\n")
     assert normalized_hash(GO) != normalized_hash(GO.replace("a + b", "a - b"))
+
+
+@pytest.mark.parametrize("text", [
+    "", "x", "a b c d", "a b c d e", "a b c d e f", "a a a a a a a a", "é ü 世界 x1 y_2 := 0x1F",
+    GO, GO * 3,
+])
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_vectorised_shingle_hashes_equal_the_reference(text, n):
+    assert set(shingle_hashes(text, n).tolist()) == shingle_hashes_reference(text, n)
+    assert len(shingle_hashes(text, n)) == len(shingle_hashes_reference(text, n))
+
+
+def test_signature_is_datasketch_minhash_of_the_shingles():
+    from datasketch import MinHash
+
+    signer = Signer(64, 5, seed=3)
+    reference = MinHash(num_perm=64, seed=3, scheme="affine32", hashfunc=int)
+    reference.update_batch(sorted(shingle_hashes_reference(GO * 2, 5)))
+    assert (signer.signature(GO * 2) == reference.hashvalues).all()
+
+
+def test_banded_clusters_match_all_pairs_on_clear_cases(go_corpus):
+    base = [d.text for d in read_corpus(go_corpus) if len(d.text) > 1000][:30]
+    n = len(base)
+    assert n >= 20
+    texts = base + [t + "\n// copy\n" for t in base[:10]] + [t.replace("\n", "\n\n", 9) for t in base[5:15]]
+    signer = Signer(128, 5)
+    sig = np.stack([signer.signature(t) for t in texts])
+    banded = near_duplicate_clusters(sig, threshold=0.7)
+    assert (banded == near_duplicate_clusters_reference(sig, threshold=0.7)).all()
+    assert (banded[n:n + 10] == banded[:10]).all() and (banded[n + 10:] == banded[5:15]).all()  # joined
+    assert len(set(banded[:n].tolist())) >= n - 3  # while the originals mostly stay apart
 
 
 def test_near_dedup_keeps_one_file_per_cluster(go_corpus):

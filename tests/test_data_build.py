@@ -273,3 +273,46 @@ def test_settings_parse_yaml_values():
     assert cfg.filters.drop_tests and cfg.filters.excluded_dirs == ("vendor",)
     assert cfg.near_dedup.threshold == 0.8 and cfg.chunk_bytes == 3_000_000
     assert cfg.hash() != build_options().hash()
+
+
+def test_switches_change_what_is_kept(stack_dir, built, tmp_path):
+    _, default_report, _ = built
+    switches = FAST + [
+        "exact_dedup=false", "near_dedup.enabled=false", "redact.enabled=false", "decontam.enabled=false",
+        "filters.max_avg_line_length=0", "filters.license_allow=[]", "chunk_mb=1000"]
+    out = tmp_path / "corpus"
+    report = build_corpus(f"parquet:{stack_dir}/*.parquet", out, build_options(overrides=switches + [
+        "zstd_level=1"]))
+    kept = {d.path: d.text for d in read_corpus(out)}
+    assert {"exact_copy.go", "copy_with_trailing_spaces.go", "near_copy.go", "has_close_elements.go",
+            "gpl.go"} <= set(kept)
+    assert "AKIAIOSFODNN7EXAMPLE" in kept["secrets.go"] and not report["redactions"]
+    assert not {"duplicate", "near_duplicate", "contaminated", "license"} & set(report["dropped"])
+    assert report["chunks"] == 1 and report["decontamination"]["ngram"] is None
+    build_corpus(f"parquet:{stack_dir}/*.parquet", tmp_path / "zstd19", build_options(overrides=switches))
+    zstd19 = manifest_of(tmp_path / "zstd19")["chunks"][0]
+    assert manifest_of(out)["chunks"][0]["parquet_bytes"] > zstd19["parquet_bytes"]  # level 1: larger
+    assert report["kept"] > default_report["kept"]
+
+
+def test_decontamination_needs_its_eval_files(tmp_path, stack_dir):
+    with pytest.raises(GocramError, match="decontam.eval_dir: directory not found"):
+        build_corpus(f"parquet:{stack_dir}/*.parquet", tmp_path / "out",
+                     build_options(overrides=["decontam.eval_dir=/no/such/dir"]))
+
+
+def test_report_command_checks_what_it_reads(built, tmp_path):
+    from gocram.data.report import format_report, load_report, verify_chunks
+
+    out = tmp_path / "corpus"
+    shutil.copytree(built[0], out)
+    manifest, report = load_report(out)
+    text = format_report(manifest, report)
+    assert f"files in   {report['files_in']:,}" in text and "== kept + dropped" in text and ": ok" in text
+    verify_chunks(out, manifest)
+    chunk = out / manifest["chunks"][1]["name"]
+    chunk.write_bytes(chunk.read_bytes()[:-1] + b"\0")
+    with pytest.raises(GocramError, match="sha256 differs from the manifest"):
+        verify_chunks(out, manifest)
+    with pytest.raises(GocramError, match="not a finished `gocram data build`"):
+        load_report(tmp_path)

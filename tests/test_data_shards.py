@@ -153,3 +153,13 @@ def test_pretokenize_bad_inputs(corpus_and_tokenizer, tmp_path):
         pretokenize(tmp_path / "empty", tok_path, tmp_path / "o")
     with pytest.raises(GocramError, match=f"no {INDEX}"):
         shard_paths(tmp_path / "o")
+
+
+def test_in_memory_offsets_are_checked():
+    tokens = np.arange(10, dtype=np.uint16)
+    assert TokenShard.from_arrays(tokens).n_docs == 1
+    assert TokenShard.from_arrays(tokens, np.array([0, 4, 10], dtype=np.uint64)).doc(1).tolist() == \
+        list(range(4, 10))
+    for bad in ([0, 6, 4, 10], [1, 10], [0, 9]):
+        with pytest.raises(ValueError, match="must rise from 0"):
+            TokenShard.from_arrays(tokens, np.array(bad, dtype=np.uint64))

@@ -292,8 +292,8 @@ class Builder:
         sig = np.load(self.work / "signatures.npy")
         _log(f"near-dedup: MinHash LSH over {len(sig):,} files "
              f"(threshold {self.cfg.near_dedup.threshold}, {self.cfg.near_dedup.num_perm} permutations)")
-        roots = near_duplicate_clusters(sig, threshold=self.cfg.near_dedup.threshold,
-                                        seed=self.cfg.near_dedup.seed) if len(sig) else np.arange(0)
+        roots = near_duplicate_clusters(sig, threshold=self.cfg.near_dedup.threshold) \
+            if len(sig) else np.arange(0)
         np.save(self.work / "roots.tmp.npy", roots)
         os.replace(self.work / "roots.tmp.npy", path)
         state["near_dedup"] = {"s": time.perf_counter() - t0}

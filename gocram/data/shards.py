@@ -142,7 +142,8 @@ class TokenShard:
         if offsets is None:
             offsets = np.asarray([0, len(tokens)], dtype=np.int64)
         offsets = np.asarray(offsets)
-        if len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(tokens) or np.any(np.diff(offsets) < 0):
+        rising = np.all(np.diff(offsets.astype(np.int64)) >= 0)  # int64: uint64 differences wrap
+        if len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(tokens) or not rising:
             raise ValueError("document offsets must rise from 0 to len(tokens)")
         return cls(tokens=tokens, offsets=offsets)
 
