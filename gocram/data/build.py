@@ -74,16 +74,16 @@ def split_of(repo: str, cfg: BuildConfig) -> str:
 
 
 class Progress:
-    """A progress line at most every `every_s` seconds."""
+    """A progress line at most every `every_s` seconds (the first after `every_s`)."""
 
-    def __init__(self, every_s: float = 5.0):
-        self.every_s, self.last = every_s, 0.0
+    def __init__(self, every_s: float = 5.0, log: Callable[[str], None] = _log):
+        self.every_s, self.last, self.log = every_s, time.perf_counter(), log
 
     def __call__(self, msg: Callable[[], str], force: bool = False) -> None:
         now = time.perf_counter()
         if force or now - self.last >= self.every_s:
             self.last = now
-            _log(msg())
+            self.log(msg())
 
 
 class Ingest:
@@ -290,7 +290,7 @@ class Builder:
             return np.load(path)
         t0 = time.perf_counter()
         sig = np.load(self.work / "signatures.npy")
-        _log(f"near-dedup: MinHash LSH over {len(sig):,} files "
+        _log(f"near-dedup: MinHash LSH clustering of {len(sig):,} files "
              f"(threshold {self.cfg.near_dedup.threshold}, {self.cfg.near_dedup.num_perm} permutations)")
         roots = near_duplicate_clusters(sig, threshold=self.cfg.near_dedup.threshold) \
             if len(sig) else np.arange(0)
@@ -339,6 +339,7 @@ class Builder:
                     and sha256_file(path) == record["sha256"]):
                 _log(f"{name}: unchanged, skipped")
             else:
+                _log(f"{name}: compressing {len(rows):,} files (zstd level {self.cfg.zstd_level}) ...")
                 write_rows(rows, path, zstd_level=self.cfg.zstd_level)
                 record = {"name": name, "rows_sha256": fingerprint, "sha256": sha256_file(path)}
                 _log(f"{name}: {len(rows):,} files, {sum(r['size'] for r in rows) / 1e6:.1f} MB "
@@ -369,19 +370,21 @@ class Builder:
         near = [i for i in range(len(roots)) if roots[i] != i]
         if near:
             dropped["near_duplicate"] = len(near)
-            sizes = {}
+            names = {}
+            in_cluster = set(near) | {int(roots[i]) for i in near}
             for i, row in enumerate(self.spooled(state)):
                 if roots[i] != i:
                     dropped_bytes["near_duplicate"] += row["size"]
-                sizes[i] = (row["max_stars_repo_name"], row["max_stars_repo_path"])
+                if i in in_cluster:
+                    names[i] = f"{row['max_stars_repo_name']}/{row['max_stars_repo_path']}"
             clusters: dict[int, list[int]] = {}
             for i in near:
                 clusters.setdefault(int(roots[i]), []).append(i)
             largest = sorted(clusters.items(), key=lambda kv: -len(kv[1]))[:20]
             near_report = {
                 "clusters": len(clusters), "files_dropped": len(near),
-                "largest": [{"kept": "/".join(sizes[k]), "size": len(v) + 1,
-                             "dropped": ["/".join(sizes[j]) for j in v[:5]]} for k, v in largest],
+                "largest": [{"kept": names[k], "size": len(v) + 1,
+                             "dropped": [names[j] for j in v[:5]]} for k, v in largest],
             }
         else:
             near_report = {"clusters": 0, "files_dropped": 0, "largest": []}

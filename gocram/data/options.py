@@ -136,7 +136,7 @@ class BuildConfig:
     redact: RedactConfig = field(default_factory=RedactConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     chunk_mb: float = 200.0  # uncompressed Go per chunk file (zstd makes the file ~5x smaller)
-    zstd_level: int = 19
+    zstd_level: int = 9  # 19 is ~10% smaller and ~25x slower (docs/data.md)
     per_package_bytes: int = 0  # debian sources: keep at most this many bytes per package (0 = all)
 
     def __post_init__(self) -> None:

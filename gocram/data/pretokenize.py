@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from gocram.data.build import sha256_file, write_json
+from gocram.data.build import Progress, sha256_file, write_json
 from gocram.data.corpus import corpus_files, iter_parquet_rows, read_manifest
 from gocram.data.shards import ShardWriter, TokenShard, encode_docs, token_dtype, tokenizer_hash
 from gocram.data.tokenizer import load_tokenizer
@@ -76,6 +76,8 @@ def _encode_chunk(chunk: Path, prefix: Path, tok, tok_sha: str,
         writers[split].add_many(encode_docs(tok, texts[split], dtype))
         texts[split] = []
 
+    progress = Progress(log=_log)
+    t0 = time.perf_counter()
     try:
         for row in iter_parquet_rows(chunk, columns=["content", "split"]):
             split = row.get("split") or "train"
@@ -83,6 +85,8 @@ def _encode_chunk(chunk: Path, prefix: Path, tok, tok_sha: str,
             n_bytes += len(row["content"].encode("utf-8"))
             if len(texts[split]) >= batch_docs:
                 flush(split)
+                progress(lambda n=n_bytes: f"{chunk.name}: {n / 1e6:,.1f} MB encoded "
+                         f"({n / 1e6 / (time.perf_counter() - t0):.2f} MB/s)")
         for split in list(texts):
             if texts[split] or split not in writers:
                 flush(split)
