@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLE = REPO / "corpus" / "sample" / "corpus.parquet"
+SAMPLE = REPO / "corpus" / "sample" / "chunk-00000.parquet"
 
 
 @pytest.fixture(scope="session")

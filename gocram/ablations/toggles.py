@@ -131,11 +131,9 @@ def triton_speed_path(env: RunEnv, cfg: RunConfig) -> str | None:
     if env.device_type != "cuda":
         return ("Triton kernels need CUDA; on CPU the interpreter only proves correctness "
                 "(tests), it is no speed path")
-    try:
-        import triton  # noqa: F401
-    except ImportError as err:
-        return f"triton is not importable ({err})"
-    return None
+    from gocram.kernels.availability import unsupported_reason
+
+    return unsupported_reason(env.device_type)
 
 
 def attention_support(env: RunEnv, cfg: RunConfig) -> str | None:
@@ -148,7 +146,8 @@ def attention_support(env: RunEnv, cfg: RunConfig) -> str | None:
     layout = LAYOUTS.get(cfg.data.layout)
     return backend.unsupported_reason(
         device=torch.device(env.device_type), dtype=PRECISION_DTYPES.get(precision, torch.float32),
-        training=True, document_mask=bool(getattr(layout, "document_mask", False)))
+        training=True, document_mask=bool(getattr(layout, "document_mask", False)),
+        dropout=cfg.model.dropout > 0, head_size=cfg.model.head_size)
 
 
 def compile_support(env: RunEnv, cfg: RunConfig) -> str | None:
@@ -204,3 +203,7 @@ register(Toggle(
     name="vocab", kind="approximate", stage="config", group="vocab", takes_value=True,
     description="tokenizer vocabulary size (a BPE is trained for it)",
     apply=lambda cfg, v: {"model.vocab_size": v}))
+register(Toggle(
+    name="token_drop", kind="approximate", stage="config", group="token_drop", takes_value=True,
+    description="random token dropping in the middle layers, rate falling to 0 over the budget",
+    apply=lambda cfg, v: {"model.token_drop_rate": v}))

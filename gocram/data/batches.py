@@ -1,8 +1,13 @@
 """What the trainer consumes: a Batch, produced by a batch source chosen by name (data.layout).
 
 A batch source has next_batch() -> Batch, state_dict() and load_state_dict() (so a resumed run
-continues with the exact next batch). LAYOUTS maps a layout name to a builder:
-builder(tokens: np.ndarray, *, seq_len: int, batch: int, seed: int) -> source.
+continues with the exact next batch), a class attribute `document_mask: bool` (True when its
+batches carry document_ids that attention must respect) and `padding_fraction`. LAYOUTS maps a
+layout name to a builder:
+builder(tokens: np.ndarray, *, seq_len: int, batch: int, seed: int,
+        doc_offsets: np.ndarray | None = None) -> source
+where document i is tokens[doc_offsets[i]:doc_offsets[i + 1]] (layouts.py also accepts token
+shards in place of tokens).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ LAYOUTS = Registry("data layout")
 
 
 def _register_builtin_layouts() -> None:
-    from gocram.data import windows  # noqa: F401  (registers "random")
+    from gocram.data import layouts, windows  # noqa: F401  (register concat/padded/packed, random)
 
 
 _register_builtin_layouts()

@@ -1,7 +1,17 @@
-"""Build a corpus directory (parquet + manifest + attribution) from a Go source.
+"""`gocram data build`: one command from a Go source to a Stack-schema corpus directory.
 
-Sources: `debian:LIST` (installed Debian packages named in LIST) or `dir:PATH` (any tree).
-Every kept file records its package, version and licence; every dropped file is counted by reason.
+    source -> filters -> exact dedup -> decontamination -> (package cap) -> redaction
+           -> MinHash near-dedup -> repository-level split -> ~200 MB zstd parquet chunks
+
+Output (DIR): `chunk-NNNNN.parquet`, `manifest.json` (per chunk: files, bytes, sha256; per file:
+source, repository/package, licence, split, content sha256) and `report.json` (what came in, what
+was dropped and why: files_in == kept + sum(dropped)); for Debian sources also `ATTRIBUTION.md`
+and `licenses/`.
+
+Resumable in three stages kept under DIR/.work: the ingest pass (spooled survivors and their
+MinHash signatures), the near-dedup clustering, and each finished chunk. A rerun with the same
+settings skips what is done; chunks are written to a temp file and renamed, and manifest.json is
+written last, so an interrupted build never looks finished.
 """
 
 from __future__ import annotations
@@ -11,114 +21,478 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
-from gocram.data.corpus import Doc, read_corpus, write_parquet
-from gocram.data.debian import (
-    DOC_DIR,
-    capped,
-    installed_version,
-    iter_package_docs,
-    main_license,
-    read_package_list,
-)
-from gocram.data.filters import drop_reason, is_permissive
+import numpy as np
+
+from gocram.data.corpus import MANIFEST, WORK_DIR, iter_parquet_rows, read_manifest, write_rows
+from gocram.data.debian import DOC_DIR
+from gocram.data.decontam import Decontaminator
+from gocram.data.dedup import Signer, near_duplicate_clusters, normalized_hash
+from gocram.data.filters import drop_reason
+from gocram.data.options import BuildConfig, build_options
+from gocram.data.records import SourceFile, content_sha256, to_stack_row
+from gocram.data.redact import redact
+from gocram.data.sources import Source, open_source
+from gocram.data.split import unit_hash
 from gocram.errors import GocramError
 
-
-def normalized_hash(text: str) -> str:
-    """Exact-dedup key: content with trailing whitespace stripped from every line."""
-    norm = "\n".join(line.rstrip() for line in text.strip().splitlines())
-    return hashlib.sha256(norm.encode("utf-8")).hexdigest()
+FORMAT = "gocram-corpus/1"
+REPORT = "report.json"
+SPOOL_BYTES = 64_000_000  # survivors are spooled to disk in parts of about this size
+SPLITS = ("train", "val", "test")
 
 
 def _log(msg: str) -> None:
     print(f"[data build] {msg}", file=sys.stderr, flush=True)
 
 
-def _filtered(docs, counts: Counter, seen: set[str]) -> list[Doc]:
-    kept = []
-    for doc in docs:
-        counts["files_in"] += 1
-        reason = drop_reason(doc)
-        if reason is None:
-            key = normalized_hash(doc.text)
-            reason = "duplicate" if key in seen else None
-            seen.add(key)
+def write_json(path: Path, obj, *, indent: int | None = 1) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=indent) + "\n")
+    os.replace(tmp, path)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def split_of(repo: str, cfg: BuildConfig) -> str:
+    u = unit_hash(repo, cfg.split.salt)
+    if u < cfg.split.val_frac:
+        return "val"
+    if u < cfg.split.val_frac + cfg.split.test_frac:
+        return "test"
+    return "train"
+
+
+class Progress:
+    """A progress line at most every `every_s` seconds (the first after `every_s`)."""
+
+    def __init__(self, every_s: float = 5.0, log: Callable[[str], None] = _log):
+        self.every_s, self.last, self.log = every_s, time.perf_counter(), log
+
+    def __call__(self, msg: Callable[[], str], force: bool = False) -> None:
+        now = time.perf_counter()
+        if force or now - self.last >= self.every_s:
+            self.last = now
+            self.log(msg())
+
+
+class Ingest:
+    """Stage 1: stream the source through filters, exact dedup, decontamination, the optional
+    package cap and redaction; spool survivors and their MinHash signatures to .work/."""
+
+    def __init__(self, cfg: BuildConfig, work: Path):
+        self.cfg, self.work = cfg, work
+        self.dropped: Counter = Counter()
+        self.dropped_bytes: Counter = Counter()
+        self.redactions: Counter = Counter()
+        self.files_in = self.bytes_in = 0
+        self.seen: set[bytes] = set()
+        self.contaminated: list[dict] = []
+        self.per_package: dict[str, Counter] = {}
+        dc = cfg.decontam
+        self.decontam = (Decontaminator.from_eval_dir(dc.eval_dir, dc.ngram,
+                                                      min_identifier_len=dc.min_identifier_len)
+                         if dc.enabled else None)
+        nd = cfg.near_dedup
+        self.signer = Signer(nd.num_perm, nd.ngram, nd.seed) if nd.enabled else None
+        self.signatures: list[np.ndarray] = []
+        self.rows: list[dict] = []
+        self.row_bytes = 0
+        self.spool: list[str] = []
+        self.kept = 0
+
+    def drop(self, f: SourceFile, reason: str) -> None:
+        self.dropped[reason] += 1
+        self.dropped_bytes[reason] += f.n_bytes
+
+    def account(self, f: SourceFile) -> None:
+        self.files_in += 1
+        self.bytes_in += f.n_bytes
+        if f.package:
+            self.per_package.setdefault(f.package, Counter())["files_in"] += 1
+
+    def screen(self, f: SourceFile) -> bytes | None:
+        """The exact-dedup key of a file that passes every per-file check, else None (dropped)."""
+        self.account(f)
+        reason = drop_reason(f, self.cfg.filters)
         if reason:
-            counts[f"dropped_{reason}"] += 1
+            self.drop(f, reason)
+            return None
+        key = hashlib.sha256(normalized_hash(f.text).encode()).digest()[:16]
+        if self.cfg.exact_dedup and key in self.seen:
+            self.drop(f, "duplicate")
+            return None
+        if self.decontam is not None:
+            hit = self.decontam.match(f.text)
+            if hit is not None:
+                self.drop(f, "contaminated")
+                self.contaminated.append({"repo": f.repo, "path": f.path, "task": hit.task,
+                                          "ngram": hit.ngram})
+                return None
+        return key
+
+    def keep(self, f: SourceFile, key: bytes) -> None:
+        self.seen.add(key)
+        if self.cfg.redact.enabled:
+            f = f.with_text(redact(f.text, self.cfg.redact.kinds, self.redactions))
+        if self.signer is not None:
+            self.signatures.append(self.signer.signature(f.text))
+        self.rows.append(to_stack_row(f, split=None))
+        self.row_bytes += f.n_bytes
+        self.kept += 1
+        if self.row_bytes >= SPOOL_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        name = f"spool-{len(self.spool):05d}.parquet"
+        write_rows(self.rows, self.work / name, zstd_level=1)
+        self.spool.append(name)
+        self.rows, self.row_bytes = [], 0
+
+    def run(self, source: Source) -> None:
+        progress = Progress()
+        t0 = time.perf_counter()
+        cap = self.cfg.per_package_bytes
+        group: list[SourceFile] = []
+        for f in source.files():
+            if cap:
+                if group and f.repo != group[0].repo:
+                    self.take_capped(group, cap)
+                    group = []
+                group.append(f)
+            else:
+                key = self.screen(f)
+                if key is not None:
+                    self.keep(f, key)
+            progress(lambda f=f: f"ingest: {self.files_in:,} files, {self.bytes_in / 1e6:,.1f} MB in "
+                     f"({self.bytes_in / 1e6 / (time.perf_counter() - t0):.1f} MB/s), "
+                     f"{self.kept:,} kept; at {f.repo}")
+        if group:
+            self.take_capped(group, cap)
+        self.flush()
+
+    def take_capped(self, files: list[SourceFile], cap: int) -> None:
+        """One package: whole files in a stable hashed order while they fit under the byte cap.
+
+        A file too large for the room left is dropped as package_cap before the other checks run
+        (they would not change what is kept, and skipping them makes capped builds fast)."""
+        total = 0
+        for f in sorted(files, key=lambda f: unit_hash(f.path, "cap")):
+            if f.problem is None and total + f.n_bytes > cap:
+                self.account(f)
+                self.drop(f, "package_cap")
+                continue
+            key = self.screen(f)
+            if key is not None:
+                self.keep(f, key)
+                total += f.n_bytes
+
+    def state(self) -> dict:
+        return {
+            "files_in": self.files_in, "bytes_in": self.bytes_in, "kept": self.kept,
+            "dropped": dict(self.dropped), "dropped_bytes": dict(self.dropped_bytes),
+            "redactions": dict(self.redactions), "contaminated": self.contaminated,
+            "per_package": {k: dict(v) for k, v in self.per_package.items()},
+            "spool": self.spool,
+        }
+
+
+class Builder:
+    def __init__(self, source_spec: str, out: Path, cfg: BuildConfig, *,
+                 on_chunk: Callable[[int], None] | None = None, source_kwargs: dict | None = None):
+        self.spec, self.out, self.cfg = source_spec, out, cfg
+        self.work = out / WORK_DIR
+        self.on_chunk = on_chunk
+        self.source = open_source(source_spec, cfg, **(source_kwargs or {}))
+        self.params = hashlib.sha256(json.dumps(
+            {"source": self.source.describe(), "config": cfg.to_dict(), "format": FORMAT},
+            sort_keys=True, default=list).encode()).hexdigest()[:16]
+        self.timings: dict[str, float] = {}
+
+    # -- guarding what is already there --------------------------------------------------------
+    def check_out_dir(self) -> dict | None:
+        """The previous manifest of the same build, or None; another build's output is refused."""
+        if self.out.exists() and not self.out.is_dir():
+            raise GocramError(f"--out {self.out}: exists and is not a directory")
+        self.out.mkdir(parents=True, exist_ok=True)
+        manifest = read_manifest(self.out)
+        if manifest is not None:
+            if manifest.get("params") != self.params:
+                raise GocramError(
+                    f"--out {self.out}: holds a finished build of {manifest.get('source')!r} with other "
+                    f"settings; choose another --out or delete it first")
+            return manifest
+        strays = [p.name for p in self.out.glob("*.parquet") if not p.name.startswith("chunk-")]
+        if strays or (self.out / MANIFEST).exists():
+            what = (strays or [MANIFEST])[0]
+            raise GocramError(f"--out {self.out}: holds files of something else ({what}); "
+                              "choose an empty directory")
+        return None
+
+    def load_work_state(self) -> dict:
+        path = self.work / "state.json"
+        if path.is_file():
+            try:
+                state = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                state = {}
+            if state.get("params") == self.params:
+                return state
+        if self.work.exists():
+            shutil.rmtree(self.work)  # scratch of a build with other settings
+        self.work.mkdir(parents=True)
+        state = {"params": self.params}
+        write_json(path, state)
+        return state
+
+    def save_state(self, state: dict) -> None:
+        write_json(self.work / "state.json", state, indent=None)
+
+    # -- stages ----------------------------------------------------------------------------------
+    def ingest(self, state: dict) -> None:
+        if "ingest" in state:
+            _log(f"ingest: already done ({state['ingest']['files_in']:,} files), skipped")
+            return
+        t0 = time.perf_counter()
+        ing = Ingest(self.cfg, self.work)
+        _log(f"ingest: reading {self.source.describe()}")
+        ing.run(self.source)
+        if ing.signer is not None:
+            sig = np.stack(ing.signatures) if ing.signatures else np.zeros((0, 1), np.uint32)
+            np.save(self.work / "signatures.tmp.npy", sig)
+            os.replace(self.work / "signatures.tmp.npy", self.work / "signatures.npy")
+        state["ingest"] = ing.state()
+        state["packages"] = self.source.packages
+        state["notes"] = dict(self.source.notes)
+        state["ingest_s"] = time.perf_counter() - t0
+        self.save_state(state)
+        _log(f"ingest: {ing.files_in:,} files ({ing.bytes_in / 1e6:,.1f} MB) in, {ing.kept:,} kept "
+             f"({state['ingest_s']:.1f}s)")
+
+    def near_dedup(self, state: dict) -> np.ndarray:
+        kept = state["ingest"]["kept"]
+        path = self.work / "roots.npy"
+        if not self.cfg.near_dedup.enabled:
+            return np.arange(kept)
+        if "near_dedup" in state and path.is_file():
+            return np.load(path)
+        t0 = time.perf_counter()
+        sig = np.load(self.work / "signatures.npy")
+        _log(f"near-dedup: MinHash LSH clustering of {len(sig):,} files "
+             f"(threshold {self.cfg.near_dedup.threshold}, {self.cfg.near_dedup.num_perm} permutations)")
+        roots = near_duplicate_clusters(sig, threshold=self.cfg.near_dedup.threshold) \
+            if len(sig) else np.arange(0)
+        np.save(self.work / "roots.tmp.npy", roots)
+        os.replace(self.work / "roots.tmp.npy", path)
+        state["near_dedup"] = {"s": time.perf_counter() - t0}
+        self.save_state(state)
+        return roots
+
+    def spooled(self, state: dict):
+        for name in state["ingest"]["spool"]:
+            yield from iter_parquet_rows(self.work / name)
+
+    def chunk_plan(self, state: dict, roots: np.ndarray):
+        """Yield (chunk index, rows) in order; a chunk closes once it holds chunk_bytes of Go."""
+        rows, size, index = [], 0, 0
+        for i, row in enumerate(self.spooled(state)):
+            if roots[i] != i:
+                continue
+            row["split"] = split_of(row["max_stars_repo_name"], self.cfg)
+            rows.append(row)
+            size += row["size"]
+            if size >= self.cfg.chunk_bytes:
+                yield index, rows
+                rows, size, index = [], 0, index + 1
+        if rows:
+            yield index, rows
+
+    def write_chunks(self, state: dict, roots: np.ndarray, previous: dict | None) -> list[dict]:
+        t0 = time.perf_counter()
+        done = {c["name"]: c for c in state.get("chunks", [])}
+        if previous is not None:
+            for c in previous["chunks"]:
+                done.setdefault(c["name"], c)
+            # From here on the directory is being rewritten: no manifest until it is whole again.
+            os.replace(self.out / MANIFEST, self.work / "previous-manifest.json")
+        chunks = []
+        for index, rows in self.chunk_plan(state, roots):
+            name = f"chunk-{index:05d}.parquet"
+            path = self.out / name
+            fingerprint = hashlib.sha256(json.dumps(
+                [(r["max_stars_repo_name"], r["max_stars_repo_path"], r["split"], r["hexsha"],
+                  r["licenses"]) for r in rows]).encode()).hexdigest()
+            record = done.get(name)
+            if (record and record.get("rows_sha256") == fingerprint and path.is_file()
+                    and sha256_file(path) == record["sha256"]):
+                _log(f"{name}: unchanged, skipped")
+            else:
+                _log(f"{name}: compressing {len(rows):,} files (zstd level {self.cfg.zstd_level}) ...")
+                write_rows(rows, path, zstd_level=self.cfg.zstd_level)
+                record = {"name": name, "rows_sha256": fingerprint, "sha256": sha256_file(path)}
+                _log(f"{name}: {len(rows):,} files, {sum(r['size'] for r in rows) / 1e6:.1f} MB "
+                     f"-> {path.stat().st_size / 1e6:.1f} MB zstd")
+            record.update({
+                "files": len(rows), "bytes": sum(r["size"] for r in rows),
+                "parquet_bytes": path.stat().st_size,
+                "splits": dict(Counter(r["split"] for r in rows)),
+                "entries": [{"repo": r["max_stars_repo_name"], "path": r["max_stars_repo_path"],
+                             "source": r["source"], "package": r["package"],
+                             "license": r["licenses"][0] if r["licenses"] else None,
+                             "split": r["split"], "bytes": r["size"],
+                             "sha256": content_sha256(r["content"])} for r in rows],
+            })
+            chunks.append(record)
+            state["chunks"] = [{k: v for k, v in c.items() if k != "entries"} for c in chunks]
+            self.save_state(state)
+            if self.on_chunk is not None:
+                self.on_chunk(index)
+        self.timings["write_s"] = time.perf_counter() - t0
+        return chunks
+
+    # -- outputs ----------------------------------------------------------------------------------
+    def report(self, state: dict, roots: np.ndarray, chunks: list[dict]) -> dict:
+        ing = state["ingest"]
+        dropped = Counter(ing["dropped"])
+        dropped_bytes = Counter(ing["dropped_bytes"])
+        near = [i for i in range(len(roots)) if roots[i] != i]
+        if near:
+            dropped["near_duplicate"] = len(near)
+            names = {}
+            in_cluster = set(near) | {int(roots[i]) for i in near}
+            for i, row in enumerate(self.spooled(state)):
+                if roots[i] != i:
+                    dropped_bytes["near_duplicate"] += row["size"]
+                if i in in_cluster:
+                    names[i] = f"{row['max_stars_repo_name']}/{row['max_stars_repo_path']}"
+            clusters: dict[int, list[int]] = {}
+            for i in near:
+                clusters.setdefault(int(roots[i]), []).append(i)
+            largest = sorted(clusters.items(), key=lambda kv: -len(kv[1]))[:20]
+            near_report = {
+                "clusters": len(clusters), "files_dropped": len(near),
+                "largest": [{"kept": names[k], "size": len(v) + 1,
+                             "dropped": [names[j] for j in v[:5]]} for k, v in largest],
+            }
         else:
-            kept.append(doc)
-    return kept
+            near_report = {"clusters": 0, "files_dropped": 0, "largest": []}
+        entries = [e for c in chunks for e in c["entries"]]
+        kept = len(entries)
+        if ing["files_in"] != kept + sum(dropped.values()):
+            raise AssertionError(f"bookkeeping: {ing['files_in']} in != {kept} kept + "
+                                 f"{sum(dropped.values())} dropped")
+        splits = {s: {"files": 0, "bytes": 0, "repos": set()} for s in SPLITS}
+        per_package: dict[str, Counter] = {}
+        for e in entries:
+            sp = splits[e["split"]]
+            sp["files"] += 1
+            sp["bytes"] += e["bytes"]
+            sp["repos"].add(e["repo"])
+            if e["package"]:
+                per_package.setdefault(e["package"], Counter()).update(files=1, bytes=e["bytes"])
+        packages = []
+        for p in state.get("packages", []):
+            stats = per_package.get(p["package"], Counter())
+            packages.append({**p, "files_in": ing["per_package"].get(p["package"], {}).get("files_in", 0),
+                             "files": stats["files"], "bytes": stats["bytes"]})
+        total_s = sum(v for v in self.timings.values())
+        contaminated = ing["contaminated"]
+        return {
+            "format": FORMAT, "source": self.source.describe(), "params": self.params,
+            "files_in": ing["files_in"], "bytes_in": ing["bytes_in"],
+            "kept": kept, "bytes_kept": sum(e["bytes"] for e in entries),
+            "dropped": dict(sorted(dropped.items())),
+            "dropped_bytes": dict(sorted(dropped_bytes.items())),
+            "redactions": dict(sorted(ing["redactions"].items())),
+            "decontamination": {
+                "ngram": self.cfg.decontam.ngram if self.cfg.decontam.enabled else None,
+                "files_dropped": len(contaminated),
+                "by_task": dict(Counter(c["task"] for c in contaminated).most_common()),
+                "dropped": contaminated,
+            },
+            "near_dedup": near_report,
+            "splits": {s: {**{k: v for k, v in d.items() if k != "repos"}, "repos": len(d["repos"])}
+                       for s, d in splits.items()},
+            "chunks": len(chunks),
+            "notes": state.get("notes", {}),
+            "packages": packages,
+            "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
+            "mb_per_s": ing["bytes_in"] / 1e6 / total_s if total_s else None,
+            "config": self.cfg.to_dict(),
+        }
+
+    def write_outputs(self, report: dict, chunks: list[dict]) -> None:
+        if any(p.get("files") for p in report["packages"]):
+            licenses = self.out / "licenses"
+            licenses.mkdir(exist_ok=True)
+            used = {p["package"] for p in report["packages"] if p["files"]}
+            for name in used:
+                shutil.copyfile(DOC_DIR / name / "copyright", licenses / name)
+            for stale in licenses.iterdir():  # packages an earlier build kept and this one did not
+                if stale.name not in used:
+                    stale.unlink()
+            write_attribution(self.out / "ATTRIBUTION.md", report["packages"], self.spec)
+        write_json(self.out / REPORT, report)
+        manifest = {
+            "format": FORMAT, "source": self.source.describe(), "params": self.params,
+            "files": report["kept"], "bytes": report["bytes_kept"],
+            "chunks": [{k: v for k, v in c.items() if k != "entries"} for c in chunks],
+        }
+        # One file entry per line: readable, diffable, and still valid JSON.
+        body = json.dumps(manifest, indent=1)[:-2]
+        lines = ",\n".join(json.dumps({"chunk": c["name"], **e}) for c in chunks for e in c["entries"])
+        tmp = self.out / (MANIFEST + ".tmp")
+        tmp.write_text(f'{body},\n "entries": [\n{lines}\n ]\n}}\n')
+        os.replace(tmp, self.out / MANIFEST)  # last: its presence marks a finished build
+        names = {c["name"] for c in chunks}
+        for stale in self.out.glob("chunk-*.parquet*"):
+            if stale.name not in names:
+                stale.unlink()
+        shutil.rmtree(self.work)
+
+    def run(self) -> dict:
+        t_start = time.perf_counter()
+        previous = self.check_out_dir()
+        state = self.load_work_state()
+        self.ingest(state)
+        self.timings["ingest_s"] = state.get("ingest_s", 0.0)
+        t0 = time.perf_counter()
+        roots = self.near_dedup(state)
+        self.timings["near_dedup_s"] = time.perf_counter() - t0
+        if not state["ingest"]["kept"]:
+            raise GocramError(f"--source {self.spec!r}: no files survived the filters "
+                              f"({state['ingest']['files_in']:,} read)")
+        chunks = self.write_chunks(state, roots, previous)
+        report = self.report(state, roots, chunks)
+        self.write_outputs(report, chunks)
+        _log(f"wrote {report['kept']:,} files ({report['bytes_kept'] / 1e6:,.1f} MB) in "
+             f"{len(chunks)} chunk(s) to {self.out} ({time.perf_counter() - t_start:.1f}s)")
+        return report
 
 
-def build_from_debian(list_file: str, per_package_bytes: int, counts: Counter,
-                      packages: list[dict]) -> list[Doc]:
-    names = read_package_list(list_file)
-    seen: set[str] = set()
-    out: list[Doc] = []
-    for i, pkg in enumerate(names, 1):
-        version = installed_version(pkg)
-        entry = {"package": pkg, "version": version, "license": None, "files": 0, "bytes": 0}
-        if version is None:
-            counts["packages_not_installed"] += 1
-            entry["skipped"] = "not installed"
-            packages.append(entry)
-            continue
-        entry["license"] = license_name = main_license(pkg)
-        if not is_permissive(license_name):
-            counts["packages_not_permissive"] += 1
-            entry["skipped"] = f"licence {license_name!r} not on the permissive allow-list"
-            packages.append(entry)
-            continue
-        kept = _filtered(iter_package_docs(pkg, version, license_name, counts), counts, seen)
-        chosen = capped(kept, per_package_bytes) if per_package_bytes else kept
-        counts["dropped_package_cap"] += len(kept) - len(chosen)
-        entry["files"] = len(chosen)
-        entry["bytes"] = sum(len(d.text.encode()) for d in chosen)
-        packages.append(entry)
-        out.extend(chosen)
-        if i % 25 == 0 or i == len(names):
-            _log(f"{i}/{len(names)} packages, {len(out):,} files kept")
-    return out
+def build_corpus(source: str, out_dir: str | Path, cfg: BuildConfig | None = None, *,
+                 per_package_bytes: int | None = None, on_chunk: Callable[[int], None] | None = None,
+                 source_kwargs: dict | None = None) -> dict:
+    """Build a corpus directory; returns the report (also written to DIR/report.json)."""
+    cfg = cfg or build_options()
+    if per_package_bytes is not None:
+        cfg = build_options({**cfg.to_dict(), "per_package_bytes": per_package_bytes})
+    return Builder(source, Path(out_dir), cfg, on_chunk=on_chunk, source_kwargs=source_kwargs).run()
 
 
-def build_corpus(source: str, out_dir: str | Path, *, per_package_bytes: int = 0) -> dict:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    counts: Counter = Counter()
-    packages: list[dict] = []
-    kind, _, arg = source.partition(":")
-    if kind == "debian":
-        docs = build_from_debian(arg, per_package_bytes, counts, packages)
-    elif kind == "dir":
-        docs = _filtered(read_corpus(arg), counts, set())
-    else:
-        raise GocramError(f"--source {source!r}: expected debian:LIST or dir:PATH")
-    if not docs:
-        raise GocramError(f"--source {source!r}: no files survived the filters")
-    n = write_parquet(docs, out / "corpus.parquet")
-    if kind == "debian":
-        licenses = out / "licenses"
-        licenses.mkdir(exist_ok=True)
-        for entry in packages:
-            if entry["files"]:
-                shutil.copyfile(DOC_DIR / entry["package"] / "copyright", licenses / entry["package"])
-        _write_attribution(out / "ATTRIBUTION.md", packages, source)
-    report = {
-        "source": source, "files": n, "bytes": sum(len(d.text.encode()) for d in docs),
-        "per_package_bytes": per_package_bytes, "counts": dict(sorted(counts.items())),
-        "packages": packages,
-    }
-    tmp = out / "manifest.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, out / "manifest.json")
-    _log(f"wrote {n:,} files ({report['bytes'] / 1e6:.1f} MB) to {out}")
-    return report
-
-
-def _write_attribution(path: Path, packages: list[dict], source: str) -> None:
+def write_attribution(path: Path, packages: list[dict], source: str) -> None:
     lines = [
         "# Attribution of the Go source in this corpus",
         "",
@@ -128,6 +502,8 @@ def _write_attribution(path: Path, packages: list[dict], source: str) -> None:
         "| package | version | licence | files | bytes |",
         "|---|---|---|---|---|",
     ]
-    lines += [f"| {e['package']} | {e['version']} | {e['license']} | {e['files']} | {e['bytes']} |"
-              for e in packages if e["files"]]
-    path.write_text("\n".join(lines) + "\n")
+    lines += [f"| {p['package']} | {p['version']} | {p['license']} | {p['files']} | {p['bytes']} |"
+              for p in packages if p.get("files")]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)

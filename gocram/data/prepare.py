@@ -1,4 +1,9 @@
-"""From a corpus directory to token streams, cached: read, split by package, train BPE, encode.
+"""From a corpus directory to token shards, cached: read, split, train BPE, encode.
+
+The split is the corpus's own repository-level train/val split when it was built with one
+(`gocram data build`), else a split by Go package (directory) with data.val_frac. Train and the
+fixed validation set are written as token shards with document offsets (shards.py), so layouts
+that need document boundaries (padded, packed) get them.
 
 The cache key covers everything that changes the tokens, so a second run (or another harness
 cell with the same data settings) starts in seconds. A lock keeps parallel runs from racing.
@@ -21,12 +26,12 @@ import numpy as np
 
 from gocram.config import DataConfig, EvalConfig
 from gocram.data.corpus import Doc, corpus_fingerprint, read_corpus
-from gocram.data.shards import encode_stream, load_tokens, save_tokens
+from gocram.data.shards import ShardWriter, TokenShard, encode_docs, token_dtype, tokenizer_hash
 from gocram.data.split import split_by_package, unit_hash
 from gocram.data.tokenizer import load_tokenizer, token_byte_lengths, train_bpe
 from gocram.errors import GocramError
 
-PREP_VERSION = 1
+PREP_VERSION = 2
 
 
 @dataclass
@@ -37,6 +42,8 @@ class PreparedData:
     tokenizer_path: Path
     vocab_size: int
     meta: dict  # sizes, file counts, xz baseline
+    train_offsets: np.ndarray | None = None  # document i of train is train[off[i]:off[i+1]]
+    val_offsets: np.ndarray | None = None
 
 
 def default_cache_dir() -> Path:
@@ -89,20 +96,45 @@ def _cache_key(data: DataConfig, ev: EvalConfig, vocab_size: int) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _build(data: DataConfig, ev: EvalConfig, vocab_size: int, out: Path) -> None:
-    t0 = time.perf_counter()
-    docs = read_corpus(data.corpus)
-    train_docs, val_docs = split_by_package(docs, data.val_frac, data.split_salt)
-    if not train_docs or not val_docs:
+def split_docs(docs: list[Doc], data: DataConfig) -> tuple[list[Doc], list[Doc], str]:
+    """(train, held-out val, how): the corpus's own split if it has train and val files."""
+    if all(d.split for d in docs):
+        train = [d for d in docs if d.split == "train"]
+        val = [d for d in docs if d.split == "val"]
+        if train and val:
+            return train, val, "corpus (repository-level, from the build)"
+        docs = [d for d in docs if d.split != "test"]
+    train, val = split_by_package(docs, data.val_frac, data.split_salt)
+    if not train or not val:
         raise GocramError(
             f"{data.corpus}: splitting {len(docs)} files by package with data.val_frac="
             f"{data.val_frac} left an empty split; the corpus needs more packages"
         )
+    return train, val, f"package (data.val_frac={data.val_frac})"
+
+
+def encode_to_shard(tok, texts: list[str], path: Path, batch: int = 1024) -> TokenShard:
+    writer = ShardWriter(path, vocab_size=tok.get_vocab_size(), tokenizer_sha256=tokenizer_hash(tok))
+    dtype = token_dtype(tok.get_vocab_size())
+    try:
+        for start in range(0, len(texts), batch):
+            writer.add_many(encode_docs(tok, texts[start:start + batch], dtype))
+    except BaseException:
+        writer.abort()
+        raise
+    return TokenShard.open(writer.close())
+
+
+def _build(data: DataConfig, ev: EvalConfig, vocab_size: int, out: Path) -> None:
+    t0 = time.perf_counter()
+    docs = read_corpus(data.corpus)
+    train_docs, val_docs, how = split_docs(docs, data)
     val_set = fixed_val_docs(val_docs, ev.max_bytes, data.split_salt)
     train_text = [d.text for d in train_docs]
     train_bytes = sum(len(t.encode("utf-8")) for t in train_text)
     log(f"read {len(docs):,} files: train {len(train_docs):,} files ({train_bytes / 1e6:.1f} MB), "
-        f"val set {len(val_set):,} of {len(val_docs):,} held-out files ({time.perf_counter() - t0:.1f}s)")
+        f"val set {len(val_set):,} of {len(val_docs):,} held-out files; split by {how} "
+        f"({time.perf_counter() - t0:.1f}s)")
     if data.tokenizer:
         tok = load_tokenizer(data.tokenizer)
     else:
@@ -116,15 +148,13 @@ def _build(data: DataConfig, ev: EvalConfig, vocab_size: int, out: Path) -> None
         )
     tok.save(str(out / "tokenizer.json"))
     t2 = time.perf_counter()
-    train_tokens = encode_stream(tok, train_text)
-    val_tokens = encode_stream(tok, [d.text for d in val_set])
+    train_tokens = encode_to_shard(tok, train_text, out / "train.tok").tokens
+    val_tokens = encode_to_shard(tok, [d.text for d in val_set], out / "val.tok").tokens
     log(f"encoded {len(train_tokens):,} train and {len(val_tokens):,} val tokens "
         f"({time.perf_counter() - t2:.1f}s)")
-    save_tokens(train_tokens, out / "train.npy")
-    save_tokens(val_tokens, out / "val.npy")
     val_bytes = b"".join(d.text.encode("utf-8") for d in val_set)
     meta = {
-        "corpus": str(data.corpus), "files": len(docs), "train_files": len(train_docs),
+        "corpus": str(data.corpus), "split": how, "files": len(docs), "train_files": len(train_docs),
         "val_files_held_out": len(val_docs), "val_set_files": len(val_set),
         "train_bytes": train_bytes, "train_tokens": int(len(train_tokens)),
         "val_bytes": len(val_bytes), "val_tokens": int(len(val_tokens)),
@@ -145,11 +175,16 @@ def prepare_data(data: DataConfig, ev: EvalConfig, vocab_size: int) -> PreparedD
             _build(data, ev, vocab_size, out)
     meta = json.loads((out / "meta.json").read_text())
     tok = load_tokenizer(out / "tokenizer.json")
+    tok_sha = tokenizer_hash(tok)
+    train = TokenShard.open(out / "train.tok", tokenizer_sha256=tok_sha)
+    val = TokenShard.open(out / "val.tok", tokenizer_sha256=tok_sha)
     return PreparedData(
-        train=load_tokens(out / "train.npy"),
-        val=load_tokens(out / "val.npy"),
+        train=train.tokens,
+        val=val.tokens,
         token_bytes=token_byte_lengths(tok),
         tokenizer_path=out / "tokenizer.json",
         vocab_size=tok.get_vocab_size(),
         meta=meta,
+        train_offsets=train.offsets,
+        val_offsets=val.offsets,
     )

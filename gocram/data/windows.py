@@ -14,8 +14,10 @@ class RandomWindows:
     """Batches of random length-T windows (crossing documents), y shifted by one. Resumable."""
 
     document_mask = False  # windows cross documents on purpose: plain causal attention
+    padding_fraction = 0.0  # windows are always full
 
-    def __init__(self, tokens: np.ndarray, *, seq_len: int, batch: int, seed: int):
+    def __init__(self, tokens: np.ndarray, *, seq_len: int, batch: int, seed: int,
+                 doc_offsets: np.ndarray | None = None):  # windows ignore document boundaries
         if len(tokens) < seq_len + 2:
             raise ValueError(f"token stream of {len(tokens)} tokens is shorter than seq_len+2")
         self.tokens, self.seq_len, self.batch = tokens, seq_len, batch

@@ -88,7 +88,8 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.sampler = LAYOUTS.build(cfg.data.layout, self.data.train, seq_len=cfg.model.seq_len,
-                                     batch=tc.micro_batch, seed=tc.seed)
+                                     batch=tc.micro_batch, seed=tc.seed,
+                                     doc_offsets=self.data.train_offsets)
         # Called with the budget fraction before every step: schedules other than the LR
         # (e.g. a token-drop rate) hang here.
         self.step_hooks: list = [self.model.set_budget_fraction]
