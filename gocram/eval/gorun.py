@@ -30,7 +30,7 @@ from gocram.errors import GocramError
 
 DEBIAN_GOPATH = "/usr/share/gocode"
 NOBODY = 65534
-OUTPUT_TAIL = 2000  # characters of output kept per result
+OUTPUT_TAIL = 2000  # characters of output kept per result (its head and tail)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,6 +151,14 @@ def _read(path: Path) -> str:
     return (path.read_bytes() if path.exists() else b"").decode("utf-8", "replace")
 
 
+def head_and_tail(text: str, limit: int = OUTPUT_TAIL) -> str:
+    """Long output keeps its start (the error) and its end (the verdict)."""
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return text[:head] + "\n[...]\n" + text[-(limit - head):]
+
+
 def compile_test(source: str, filename: str, workdir: Path, toolchain: GoToolchain,
                  limits: Limits) -> tuple[Path | None, GoResult | None]:
     """(test binary, None) or (None, the failure)."""
@@ -164,7 +172,7 @@ def compile_test(source: str, filename: str, workdir: Path, toolchain: GoToolcha
             [toolchain.go, "test", "-c", "-o", str(binary), "."], timeout=limits.compile_timeout_s,
             stdout=out, cwd=src, env=toolchain.env(workdir))
     took = time.perf_counter() - t0
-    output = _read(log)[-OUTPUT_TAIL:]
+    output = head_and_tail(_read(log))
     if timed_out:
         return None, GoResult("timeout", None, took, "compile timed out\n" + output)
     if "no test files" in output:
@@ -193,7 +201,7 @@ def run_binary(binary: Path, workdir: Path, limits: Limits) -> GoResult:
     took = time.perf_counter() - t0
     output = _read(log)  # at most limits.output_bytes: RLIMIT_FSIZE caps the file
     status = classify(code, timed_out, output, log.stat().st_size, limits)
-    return GoResult(status, code, took, output[-OUTPUT_TAIL:])
+    return GoResult(status, code, took, head_and_tail(output))
 
 
 def classify(code: int | None, timed_out: bool, output: str, output_size: int, limits: Limits) -> str:
