@@ -80,6 +80,8 @@ def extract_functions(text: str, source: str = "") -> list[GoFunction]:
             continue
         signature, end_line = "", None
         for j in range(i, min(i + MAX_SIGNATURE_LINES, len(lines))):
+            if j > i and (not lines[j].strip() or lines[j].startswith(("func ", "//"))):
+                break  # a one-line function, or no body: the signature never opened one
             signature += lines[j]
             stripped = signature.rstrip()
             if stripped.endswith("{") and signature.count("(") == signature.count(")"):
