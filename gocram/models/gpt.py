@@ -44,7 +44,7 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(cfg.dropout)
         self.backend = ATTENTIONS.build(cfg.attention)
 
-    def forward(self, x, rope=None, document_ids=None):
+    def forward(self, x, rope=None, document_ids=None, kv_cache=None):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # each (B, T, C)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
@@ -53,11 +53,14 @@ class CausalSelfAttention(nn.Module):
         if rope is not None:
             cos, sin = rope
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = self.backend(
-            q, k, v,
-            dropout_p=self.dropout if self.training else 0.0,
-            document_ids=document_ids,
-        )  # (B, nh, T, hs)
+        if kv_cache is not None:  # decoding: this layer's cache stores k, v and attends over all of it
+            y = kv_cache.attend(q, k, v)  # (B, nh, T, hs)
+        else:
+            y = self.backend(
+                q, k, v,
+                dropout_p=self.dropout if self.training else 0.0,
+                document_ids=document_ids,
+            )  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.proj(y))
 
@@ -84,8 +87,8 @@ class Block(nn.Module):
         self.norm_mlp = NORMS.build(cfg.norm, cfg.d_model, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, rope=None, document_ids=None):
-        x = x + self.attn(self.norm_attn(x), rope, document_ids)
+    def forward(self, x, rope=None, document_ids=None, kv_cache=None):
+        x = x + self.attn(self.norm_attn(x), rope, document_ids, kv_cache)
         x = x + self.mlp(self.norm_mlp(x))
         return x
 
@@ -126,13 +129,18 @@ class GPT(nn.Module):
             n -= self.wpe.weight.numel()
         return n
 
-    def hidden_states(self, idx, *, positions=None, document_ids=None):
-        """Final-norm hidden states (B, T, C) for token ids idx (B, T)."""
+    def hidden_states(self, idx, *, positions=None, document_ids=None, kv_cache=None):
+        """Final-norm hidden states (B, T, C) for token ids idx (B, T).
+
+        With `kv_cache` (gocram/eval/kvcache.py: `.length` and one per-layer cache in `.layers`),
+        idx continues the cached tokens: positions start at the cached length.
+        """
         B, T = idx.shape
-        if T > self.cfg.seq_len:
-            raise ValueError(f"sequence of length {T} exceeds model.seq_len={self.cfg.seq_len}")
+        start = kv_cache.length if kv_cache is not None else 0
+        if start + T > self.cfg.seq_len:
+            raise ValueError(f"sequence of length {start + T} exceeds model.seq_len={self.cfg.seq_len}")
         if positions is None:
-            positions = torch.arange(T, device=idx.device).expand(B, T)  # (B, T)
+            positions = torch.arange(start, start + T, device=idx.device).expand(B, T)  # (B, T)
         x = self.wte(idx)  # (B, T, C)
         rope = None
         if self.wpe is not None:
@@ -141,13 +149,13 @@ class GPT(nn.Module):
             cos, sin = rope_tables(positions, self.cfg.head_size)  # each (B, T, hs/2)
             rope = (cos[:, None], sin[:, None])  # each (B, 1, T, hs/2): broadcast over heads
         x = self.drop(x)
-        dropping = self.token_drop.active(self.training, T)
+        dropping = self.token_drop.active(self.training, T)  # training only: never with a kv cache
         for i, block in enumerate(self.blocks):
             if dropping and i in self.token_drop.layers:
                 keep = self.token_drop.select(B, T, idx.device)  # (B, K)
                 x = run_on_subset(block, x, keep, rope, document_ids)
             else:
-                x = block(x, rope, document_ids)
+                x = block(x, rope, document_ids, kv_cache.layers[i] if kv_cache is not None else None)
         return self.norm_f(x)
 
     def forward(self, idx, targets=None, *, reduction="mean", positions=None, document_ids=None):

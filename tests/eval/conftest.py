@@ -1,0 +1,66 @@
+"""Fixtures for the eval tests: a tokenizer, runs with random weights, and one briefly trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from gocram.config import load_config
+from gocram.data.tokenizer import train_bpe
+from gocram.models.gpt import GPT
+from gocram.train.checkpoint import save_checkpoint
+from gocram.train.trainer import train
+
+SMALL_MODEL = ["model.n_layer=2", "model.n_head=2", "model.d_model=64", "model.seq_len=64",
+               "model.vocab_size=512"]
+
+
+def small_overrides_for(go_corpus: Path, cache_dir: Path) -> list[str]:
+    """The values of the `small_overrides` fixture, usable from session-scoped fixtures."""
+    return [*SMALL_MODEL, "train.micro_batch=4", "train.progress_every_s=1000",
+            f"data.corpus={go_corpus}", f"data.cache_dir={cache_dir}", "data.val_frac=0.2",
+            "eval.max_bytes=20000", "eval.every_s=0"]
+
+
+@pytest.fixture(scope="session")
+def go_tokenizer(go_corpus, tmp_path_factory):
+    texts = [p.read_text() for p in sorted(go_corpus.rglob("*.go"))]
+    tok = train_bpe(texts, 512)
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    tok.save(str(path))
+    return path
+
+
+def make_run(run_dir: Path, tokenizer_path: Path, overrides: list[str] = (), *, std: float = 0.3,
+             seed: int = 0) -> Path:
+    """A run directory holding a model with random (large, so logits differ) weights."""
+    cfg = load_config("tiny", [*SMALL_MODEL, *overrides])
+    torch.manual_seed(seed)
+    model = GPT(cfg.model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, std)
+    run_dir.mkdir(parents=True)
+    (run_dir / "tokenizer.json").write_bytes(Path(tokenizer_path).read_bytes())
+    save_checkpoint({"model": model.state_dict(), "config": cfg.to_dict()}, run_dir / "checkpoint", 1, 1)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def trained_run(go_corpus, cache_dir, tmp_path_factory) -> Path:
+    """A tiny model trained for 3 seconds on the small corpus (the run dir)."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    cfg = load_config("tiny", [*small_overrides_for(go_corpus, cache_dir), "train.budget_s=3"])
+    train(cfg, out)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models decode token by token: one thread avoids OpenMP spin on a shared 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
