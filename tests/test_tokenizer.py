@@ -217,6 +217,8 @@ def test_config_validates_trick_names():
         DataConfig(tokenizer_tricks="go", tokenizer="t.json")
     with pytest.raises(ConfigError, match="unknown tokenizer trick 'nope'"):
         train_bpe(["x"], 300, "nope")
+    with pytest.raises(GocramError, match="vocab size 100 is below 261"):
+        train_bpe(["x"], 100)
 
 
 def test_prepare_data_trains_with_the_configured_tricks(small_overrides):
@@ -273,6 +275,9 @@ def test_cli_train_and_eval(go_corpus, tmp_path):
     bad = run_gocram("tokenizer", "train", "--corpus", str(go_corpus), "--tricks", "go,gox",
                      "--out", str(out))
     assert bad.returncode == 2 and "gocram: error: --tricks: unknown tokenizer trick 'gox'" in bad.stderr
+    small = run_gocram("tokenizer", "train", "--corpus", str(go_corpus), "--vocab", "100",
+                       "--out", str(out))
+    assert small.returncode == 2 and "vocab size 100 is below 261" in small.stderr
     missing = run_gocram("tokenizer", "eval", "--tokenizer", str(tmp_path / "none.json"),
                          "--corpus", str(go_corpus))
     assert missing.returncode == 2 and "not a readable tokenizer.json" in missing.stderr

@@ -61,7 +61,6 @@ def run_train(args: argparse.Namespace) -> int:
     from gocram.data.tokenizer.tricks import parse_tricks
 
     tricks = parse_tricks(args.tricks, where="--tricks")
-    _positive_ints(str(args.vocab), "--vocab")
     out = Path(args.out)
     if out.is_dir():
         raise GocramError(f"--out {out}: is a directory; give a file name such as {out}/tokenizer.json")

@@ -23,6 +23,7 @@ SPECIAL_TOKENS = [EOS, PAD, FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX]
 
 # Idioms may take at most this share of the vocabulary; the statistics usually stop earlier.
 MAX_IDIOM_SHARE = 1 / 8
+MIN_VOCAB = 256 + len(SPECIAL_TOKENS)  # every byte, and the special tokens
 
 
 def go_pre_tokenizer(pattern: str) -> pre_tokenizers.PreTokenizer:
@@ -55,6 +56,9 @@ def train_bpe_with_idioms(
 ) -> tuple[Tokenizer, list[Idiom]]:
     """train_bpe, also returning the idioms chosen when the 'idioms' trick is on."""
     chosen = parse_tricks(tricks, where="tokenizer tricks")
+    if vocab_size < MIN_VOCAB:
+        raise GocramError(f"vocab size {vocab_size} is below {MIN_VOCAB} "
+                          f"(256 byte tokens + {len(SPECIAL_TOKENS)} special tokens)")
     idioms: list[Idiom] = []
     if not chosen:
         # The baseline exactly as GPT-2 pre-tokenizes (its regex inside ByteLevel).

@@ -42,21 +42,21 @@ def default_trick_sets() -> list[tuple[str, ...]]:
 
 
 @dataclass(frozen=True)
-class Split:
+class CorpusSplit:
     """The trainer's split (by package, DataConfig's val_frac and salt): one place to change it."""
 
     train: list[Doc]
     val: list[Doc]
 
 
-def corpus_split(corpus: str | Path) -> Split:
+def corpus_split(corpus: str | Path) -> CorpusSplit:
     defaults = DataConfig()
     docs = read_corpus(corpus)
     train, val = split_by_package(docs, defaults.val_frac, defaults.split_salt)
     if not train or not val:
         raise GocramError(f"{corpus}: splitting {len(docs)} files by package left an empty split; "
                           "the corpus needs more packages")
-    return Split(train=train, val=val)
+    return CorpusSplit(train=train, val=val)
 
 
 def log(msg: str) -> None:
@@ -82,7 +82,7 @@ def environment() -> dict:
     }
 
 
-def run_cell(split: Split, vocab_size: int, tricks: tuple[str, ...], min_s: float) -> dict:
+def run_cell(split: CorpusSplit, vocab_size: int, tricks: tuple[str, ...], min_s: float) -> dict:
     start = time.perf_counter()
     tok, idioms = train_bpe_with_idioms([d.text for d in split.train], vocab_size, tricks)
     train_s = time.perf_counter() - start
