@@ -21,7 +21,7 @@ from gocram.data.tokenizer import (
     train_bpe,
     train_bpe_with_idioms,
 )
-from gocram.data.tokenizer.core import go_pre_tokenizer, train_plain_bpe
+from gocram.data.tokenizer.core import MAX_IDIOM_SHARE, go_pre_tokenizer, train_plain_bpe
 from gocram.data.tokenizer.idioms import byte_level, choose_count, rank_idioms, trie_regex
 from gocram.data.tokenizer.stats import embedding_share, measure
 from gocram.data.tokenizer.sweep import default_trick_sets, sweep
@@ -248,15 +248,17 @@ def test_measure_and_embedding_share(trained, split):
 
 
 def test_sweep_writes_table_plot_and_resumes(go_corpus, tmp_path):
-    sets = [(), ("go", "ws")]
+    sets = [(), ("go", "ws", "idioms")]
     doc = sweep(go_corpus, tmp_path, [300, 400], sets, min_s=0.01)
     assert len(doc["rows"]) == 4
     md = (tmp_path / "tokenizers.md").read_text()
-    assert "baseline (GPT-2 regex)" in md and "| go,ws |" in md and doc["environment"]["commit"] in md
+    assert "baseline (GPT-2 regex)" in md and "| go,ws,idioms |" in md
+    assert f" / {int(400 * MAX_IDIOM_SHARE)} |" in md  # idioms kept / cap
+    assert f"4 cells measured on: {doc['rows'][0]['environment']['device']}" in md
     assert (tmp_path / "tokenizers.png").read_bytes()[:4] == b"\x89PNG"
     rows = json.loads((tmp_path / "tokenizers.json").read_text())["rows"]
     cells = {(r["vocab_target"], r["tricks"]) for r in rows}
-    assert cells == {(300, ""), (300, "go,ws"), (400, ""), (400, "go,ws")}
+    assert cells == {(300, ""), (300, "go,ws,idioms"), (400, ""), (400, "go,ws,idioms")}
     again = sweep(go_corpus, tmp_path, [300, 400], sets, min_s=0.01)  # nothing left to do
     assert [r["train_s"] for r in again["rows"]] == [r["train_s"] for r in rows]
     assert default_trick_sets()[0] == () and ("ws", "closer") in default_trick_sets()

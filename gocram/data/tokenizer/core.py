@@ -22,7 +22,7 @@ FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX = "<|fim_prefix|>", "<|fim_middle|>", "<|fim_
 SPECIAL_TOKENS = [EOS, PAD, FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX]
 
 # Idioms may take at most this share of the vocabulary; the statistics usually stop earlier.
-MAX_IDIOM_SHARE = 1 / 8
+MAX_IDIOM_SHARE = 1 / 4
 MIN_VOCAB = 256 + len(SPECIAL_TOKENS)  # every byte, and the special tokens
 
 

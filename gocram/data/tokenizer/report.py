@@ -15,11 +15,29 @@ def _label(tricks: str) -> str:
 
 
 def _reduction(row: dict, baseline: dict | None) -> float | None:
+    """Share of the baseline's tokens saved (positive = fewer tokens)."""
     return None if baseline is None else 1.0 - row["tokens"] / baseline["tokens"]
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:+.1f}%"
+def _change(x: float | None) -> str:
+    """A reduction shown as the change in token count: -13.9% means 13.9% fewer tokens."""
+    if x is None:
+        return "n/a"
+    return "0.0%" if round(100 * x, 1) == 0 else f"{-100 * x:+.1f}%".replace("-", "−")
+
+
+def environments(rows: list[dict]) -> list[tuple[dict, int]]:
+    """Each distinct environment the rows were measured in, with its number of cells."""
+    found: list[tuple[dict, int]] = []
+    for row in rows:
+        env = {k: v for k, v in row["environment"].items() if k != "date"}
+        for i, (seen, n) in enumerate(found):
+            if seen == env:
+                found[i] = (seen, n + 1)
+                break
+        else:
+            found.append((env, 1))
+    return found
 
 
 def _baselines(rows: list[dict]) -> dict[int, dict]:
@@ -27,7 +45,7 @@ def _baselines(rows: list[dict]) -> dict[int, dict]:
 
 
 def render_markdown(doc: dict) -> str:
-    rows, env, ident = doc["rows"], doc["environment"], doc["identity"]
+    rows, ident = doc["rows"], doc["identity"]
     base = _baselines(rows)
     vocabs = sorted({r["vocab_target"] for r in rows})
     sets = list(dict.fromkeys(r["tricks"] for r in rows))
@@ -40,12 +58,14 @@ def render_markdown(doc: dict) -> str:
         f"trainer splits it: train {ident['train_files']:,} files ({ident['train_bytes'] / 1e6:.1f} MB), "
         f"val {ident['val_files']:,} files ({ident['val_bytes'] / 1e6:.2f} MB). Tokenizers are trained "
         "on train; every number below is measured on val.",
-        f"- device: {env['device']}; commit {env['commit']}; python {env['python']}, "
-        f"tokenizers {env['tokenizers']}, numpy {env['numpy']}; {env['date']}.",
+        *[f"- {n} cells measured on: {env['device']}; commit {env['commit']}; python {env['python']}, "
+          f"tokenizers {env['tokenizers']}, numpy {env['numpy']}." for env, n in environments(rows)],
+        f"- measured {min(r['environment']['date'] for r in rows)} to "
+        f"{max(r['environment']['date'] for r in rows)}.",
         "- speed columns (encode MB/s, train s) come from a machine that may have been shared with "
         "other jobs: treat them as noisy.",
         "",
-        "## Fewer tokens than the baseline at the same vocab size (val)",
+        "## Token count vs the baseline at the same vocab size (val; negative = fewer tokens)",
         "",
         "| trick set | " + " | ".join(f"{v:,}" for v in vocabs) + " |",
         "|---|" + "---:|" * len(vocabs),
@@ -55,7 +75,7 @@ def render_markdown(doc: dict) -> str:
         cells = []
         for v in vocabs:
             r = by_key.get((v, s))
-            cells.append("" if r is None else _pct(_reduction(r, base.get(v))))
+            cells.append("" if r is None else _change(_reduction(r, base.get(v))))
         lines.append(f"| {_label(s)} | " + " | ".join(cells) + " |")
     lines += ["", f"Target: at least {100 * TARGET_REDUCTION:.0f}% fewer tokens than the baseline.", ""]
     for v in vocabs:
@@ -65,7 +85,7 @@ def render_markdown(doc: dict) -> str:
         if best is None or red is None:
             continue
         verdict = "met" if red >= TARGET_REDUCTION else "NOT met"
-        lines.append(f"- vocab {v:,}: best set `{_label(best['tricks'])}` has {_pct(red)} fewer tokens "
+        lines.append(f"- vocab {v:,}: best set `{_label(best['tricks'])}` has {100 * red:.1f}% fewer tokens "
                      f"({best['bytes_per_token']:.3f} vs {base[v]['bytes_per_token']:.3f} bytes/token): "
                      f"target {verdict}.")
     emb_cols = " | ".join(f"embedding share `{c}`" for c in EMBEDDING_CONFIGS)
@@ -73,11 +93,12 @@ def render_markdown(doc: dict) -> str:
         "",
         "## All cells",
         "",
-        "Vocab used: share of non-special ids that occur in val. Idioms: mined idiom tokens. "
+        "Vocab used: share of non-special ids that occur in val. Idioms: mined idiom tokens kept / "
+        "the most the miner may add (when they are equal, the cap bound, not the statistics). "
         "Embedding share: the tied token embedding (padded to a multiple of 64) over all parameters "
         "of the config with this vocab size.",
         "",
-        "| vocab | trick set | bytes/token | vs baseline | median tokens/file | vocab used | idioms | "
+        "| vocab | trick set | bytes/token | tokens vs baseline | median tokens/file | vocab used | idioms | "
         f"encode MB/s | train s | {emb_cols} |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(EMBEDDING_CONFIGS),
     ]
@@ -87,10 +108,11 @@ def render_markdown(doc: dict) -> str:
             if r is None:
                 continue
             emb = " | ".join(f"{100 * r[f'embedding_share_{c}']:.1f}%" for c in EMBEDDING_CONFIGS)
+            idioms = f"{r['idioms']:,} / {r['idiom_cap']:,}" if r["idiom_cap"] else "–"
             lines.append(
                 f"| {r['vocab_size']:,} | {_label(s)} | {r['bytes_per_token']:.3f} | "
-                f"{_pct(_reduction(r, base.get(v)))} | {r['median_tokens_per_file']:,.0f} | "
-                f"{100 * r['vocab_used']:.1f}% | {r['idioms']} | {r['encode_mb_per_s']:.2f} | "
+                f"{_change(_reduction(r, base.get(v)))} | {r['median_tokens_per_file']:,.0f} | "
+                f"{100 * r['vocab_used']:.1f}% | {idioms} | {r['encode_mb_per_s']:.2f} | "
                 f"{r['train_s']:.1f} | {emb} |"
             )
     examples = [r for r in rows if r["top_idioms"]]
@@ -129,7 +151,8 @@ def render_plot(doc: dict, path: Path) -> None:
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
     left.legend(fontsize=7)
-    fig.suptitle(f"{doc['identity']['corpus']} val split; commit {doc['environment']['commit']}", fontsize=9)
+    commits = ", ".join(sorted({str(env["commit"])[:12] for env, _ in environments(rows)}))
+    fig.suptitle(f"{doc['identity']['corpus']} val split; commit {commits}", fontsize=9)
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=110)

@@ -20,7 +20,7 @@ from pathlib import Path
 from gocram.config import DataConfig
 from gocram.data.corpus import Doc, corpus_fingerprint, read_corpus
 from gocram.data.split import split_by_package
-from gocram.data.tokenizer.core import train_bpe_with_idioms
+from gocram.data.tokenizer.core import MAX_IDIOM_SHARE, train_bpe_with_idioms
 from gocram.data.tokenizer.stats import EMBEDDING_CONFIGS, embedding_share, measure
 from gocram.data.tokenizer.tricks import TRICKS, parse_tricks, tricks_name
 from gocram.errors import GocramError
@@ -29,7 +29,7 @@ VOCAB_SIZES = (2048, 4096, 8192, 16384, 32768, 50304)
 # The combination the sweep reports as "best": every trick that cut tokens alone in the
 # exploration (docs/tokenizer.md); 'digits' costs tokens, so it is measured alone only.
 BEST = ("go", "ws", "idioms", "prefix", "closer")
-ROWS_VERSION = 1
+ROWS_VERSION = 2
 
 
 def default_trick_sets() -> list[tuple[str, ...]]:
@@ -91,8 +91,10 @@ def run_cell(split: CorpusSplit, vocab_size: int, tricks: tuple[str, ...], min_s
     return {
         "vocab_target": vocab_size, "tricks": tricks_name(tricks), "train_s": train_s,
         "idioms": len(idioms), "top_idioms": [i.text for i in idioms[:12]],
+        "idiom_cap": int(vocab_size * MAX_IDIOM_SHARE) if "idioms" in tricks else 0,
         **stats.as_dict(),
         **{f"embedding_share_{c}": embedding_share(stats.vocab_size, c) for c in EMBEDDING_CONFIGS},
+        "environment": environment(),  # per row: a resumed sweep may span commits
     }
 
 
@@ -125,7 +127,7 @@ def sweep(corpus: str | Path, out: str | Path, vocab_sizes: Sequence[int] = VOCA
         if previous.get("identity") == identity:
             rows = previous["rows"]
     done = {(r["vocab_target"], r["tricks"]) for r in rows}
-    doc = {"identity": identity, "environment": environment(), "rows": rows}
+    doc = {"identity": identity, "rows": rows}
     for vocab_size in vocab_sizes:
         for tricks in trick_sets:
             name = tricks_name(tricks)
@@ -135,7 +137,6 @@ def sweep(corpus: str | Path, out: str | Path, vocab_sizes: Sequence[int] = VOCA
             row = run_cell(split, vocab_size, tricks, min_s)
             log(f"  {row['bytes_per_token']:.3f} bytes/token, trained in {row['train_s']:.1f}s")
             rows.append(row)
-            doc["environment"] = environment()
             _write_json(rows_path, doc)
     _write_json(rows_path, doc)
     write_report(doc, out)
