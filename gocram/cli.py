@@ -11,12 +11,13 @@ from gocram.errors import GocramError
 def build_parser() -> argparse.ArgumentParser:
     from gocram.ablations import cli as lab_cli
     from gocram.data import cli as data_cli
+    from gocram.data.tokenizer import cli as tokenizer_cli
     from gocram.eval import cli as eval_cli
     from gocram.train import cli as train_cli
 
     parser = argparse.ArgumentParser(prog="gocram", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for room in (train_cli, lab_cli, eval_cli, data_cli):
+    for room in (train_cli, lab_cli, eval_cli, data_cli, tokenizer_cli):
         room.add_commands(sub)
     return parser
 

@@ -152,11 +152,17 @@ class DataConfig:
     val_frac: float = 0.05  # share of Go packages (directories) held out, never of files
     split_salt: str = "gocram"
     tokenizer: str | None = None  # a tokenizer.json to use instead of training one
+    tokenizer_tricks: str = ""  # comma-separated names from data/tokenizer/tricks.py; "" = GPT-2 BPE
     cache_dir: str | None = None  # default: $GOCRAM_CACHE or ~/.cache/gocram
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_frac < 1.0:
             raise ConfigError(f"data.val_frac must be in (0, 1), got {self.val_frac}")
+        from gocram.data.tokenizer.tricks import parse_tricks  # light: names and regexes only
+
+        if parse_tricks(self.tokenizer_tricks, where="data.tokenizer_tricks") and self.tokenizer:
+            raise ConfigError("data.tokenizer_tricks only applies when gocram trains the tokenizer; "
+                              "it cannot change the given data.tokenizer file")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -92,6 +92,7 @@ def _cache_key(data: DataConfig, ev: EvalConfig, vocab_size: int) -> str:
         "version": PREP_VERSION, "corpus": corpus_fingerprint(data.corpus),
         "val_frac": data.val_frac, "salt": data.split_salt, "vocab_size": vocab_size,
         "tokenizer": tokenizer_id, "val_max_bytes": ev.max_bytes,
+        "tokenizer_tricks": data.tokenizer_tricks,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -140,7 +141,7 @@ def _build(data: DataConfig, ev: EvalConfig, vocab_size: int, out: Path) -> None
     else:
         t1 = time.perf_counter()
         log(f"training a {vocab_size}-token byte-level BPE on the train split ...")
-        tok = train_bpe(train_text, vocab_size)
+        tok = train_bpe(train_text, vocab_size, data.tokenizer_tricks)
         log(f"tokenizer trained in {time.perf_counter() - t1:.1f}s")
     if tok.get_vocab_size() > vocab_size:
         raise GocramError(
