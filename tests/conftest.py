@@ -11,6 +11,20 @@ import pyarrow.parquet as pq
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Tiny models on a shared 2-core machine run 10-70x slower with torch's default thread pool than
+# with one thread; the CLI subprocesses inherit this through the environment.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 SAMPLE = REPO / "corpus" / "sample" / "chunk-00000.parquet"
 
 

@@ -19,7 +19,9 @@ RESULT_KEYS = {
 
 
 def read_log(run_dir):
-    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    """Complete lines only: a run being written (or killed) may leave a torn last line."""
+    text = (run_dir / "log.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
 
 
 def test_budget_stops_at_first_step_boundary_past_it(tmp_path, small_overrides):
