@@ -33,6 +33,8 @@ def make_row(*, matrix: str, cell: str, toggles: tuple[str, ...], seed: int, cfg
         "budget_s": cfg.train.budget_s, "status": status, "device_name": device_name,
         "config_hash": cfg.hash(), "git_sha": git_sha(), "versions": versions(),
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run_dir": run_dir,
+        # the 1-minute load average when the row was written: a shared machine shows here
+        "load_avg_1m": round(os.getloadavg()[0], 2),
     }
     for key in RESULT_FIELDS:
         row[key] = (result or {}).get(key)
@@ -64,8 +66,10 @@ def load_rows(path: Path) -> list[dict]:
     return rows
 
 
-def has_row(rows: list[dict], config_hash: str, device_name: str, status_prefix: str = "ok",
-            status: str | None = None) -> bool:
-    return any(r["config_hash"] == config_hash and r["device_name"] == device_name and
-               (r["status"] == status if status else r["status"].startswith(status_prefix))
+def has_row(rows: list[dict], *, matrix: str, cell: str, config_hash: str, device_name: str,
+            status_prefix: str = "ok", status: str | None = None) -> bool:
+    """Whether this cell of this matrix already has a row for this exact config on this device."""
+    return any(r["matrix"] == matrix and r["cell"] == cell and r["config_hash"] == config_hash
+               and r["device_name"] == device_name
+               and (r["status"] == status if status else r["status"].startswith(status_prefix))
                for r in rows)

@@ -116,13 +116,15 @@ def run_matrix(matrix: Matrix, opts: LabOptions, env: RunEnv | None = None) -> l
         reason = unsupported_reason(env, cfg, cell.toggles)
         if reason:
             status = f"unsupported: {reason}"
-            if not has_row(existing, cfg.hash(), env.device_name, status=status):
+            if not has_row(existing, matrix=matrix.name, cell=cell.name, config_hash=cfg.hash(),
+                           device_name=env.device_name, status=status):
                 append_row(rows_file, make_row(matrix=matrix.name, cell=cell.name, toggles=cell.toggles,
                                                seed=seed, cfg=cfg, status=status,
                                                device_name=env.device_name))
             _say(f"{label}: {status}")
             continue
-        if has_row(existing, cfg.hash(), env.device_name):
+        if has_row(existing, matrix=matrix.name, cell=cell.name, config_hash=cfg.hash(),
+                   device_name=env.device_name):
             _say(f"{label}: already done (ok row for config {cfg.hash()}), skipped")
             continue
         run_dir = opts.runs_dir / _slug(matrix.name) / f"{_slug(cell.name)}-s{seed}"

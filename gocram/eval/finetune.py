@@ -107,7 +107,9 @@ class FinetuneSet:
 class FinetuneBatches:
     """One example per row, padded; targets before `first_target` and padding are IGNORE_INDEX."""
 
-    def __init__(self, data, *, seq_len: int, batch: int, seed: int):
+    document_mask = False  # one example per row: nothing to keep apart
+
+    def __init__(self, data, *, seq_len: int, batch: int, seed: int, doc_offsets=None):
         if not isinstance(data, FinetuneSet):
             raise GocramError("data.layout=finetune serves curated examples: use `gocram finetune`")
         self.data, self.seq_len, self.batch = data, seq_len, batch

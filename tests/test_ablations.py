@@ -1,0 +1,217 @@
+"""The ablation harness: toggles validate and conflict, matrices expand, the runner records every
+cell (ok, failed, unsupported) and resumes, and the report is derived from the rows alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from gocram.ablations.matrix import SHIPPED, load_matrix, matrix_from_dict
+from gocram.ablations.report import write_reports
+from gocram.ablations.results import load_rows
+from gocram.ablations.runner import LabOptions, run_cell_process, run_matrix
+from gocram.ablations.toggles import (
+    TOGGLES,
+    RunEnv,
+    apply_toggles,
+    check_combination,
+    parse_spec,
+    unsupported_reason,
+)
+from gocram.config import load_config
+from gocram.errors import ConfigError
+
+CPU = RunEnv(device_type="cpu", device_name="test-cpu", triton_interpret=True)
+
+
+@pytest.fixture
+def base(small_overrides):
+    return load_config("tiny", [*small_overrides, "model.n_layer=3", "model.attention=math",
+                                "train.budget_s=2"])
+
+
+# -- toggles ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("warp_drive", "unknown toggle 'warp_drive'"),
+    ("attention", "needs a value"),
+    ("compile=yes", "takes no value"),
+])
+def test_bad_toggle_specs_name_the_problem(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_spec(spec)
+
+
+def test_values_are_yaml_typed():
+    assert parse_spec("vocab=4096")[1] == 4096
+    assert parse_spec("attention=flex")[1] == "flex"
+
+
+def test_two_toggles_of_one_group_conflict():
+    with pytest.raises(ConfigError, match="both set attention"):
+        check_combination(("attention=sdpa", "attention=flex"))
+    check_combination(("attention=sdpa", "compile", "vocab=4096"))  # different groups: fine
+
+
+def test_every_toggle_applies_as_config_overrides(base):
+    samples = {"attention": "sdpa_flash", "layout": "packed", "precision": "bf16", "vocab": 1024,
+               "token_drop": 0.25}
+    for name, toggle in TOGGLES.items():
+        if name == "engine":  # a launcher, covered by the engine tests
+            continue
+        spec = f"{name}={samples[name]}" if toggle.takes_value else name
+        cfg = apply_toggles(base, (spec,))
+        assert cfg.hash() != base.hash(), f"{spec} changed nothing"
+    cfg = apply_toggles(base, ("compile", "attention=sdpa", "token_drop=0.25"))
+    assert (cfg.train.compile, cfg.model.attention, cfg.model.token_drop_rate) == (True, "sdpa", 0.25)
+    assert apply_toggles(base, ("triton_bias_gelu",)).model.activation == "triton_bias_gelu"
+
+
+def test_illegal_results_are_rejected_when_the_cell_is_built(base):
+    # packing needs a document mask, which plain sdpa (is_causal only) cannot apply
+    with pytest.raises(ConfigError, match="needs a document mask"):
+        apply_toggles(base, ("attention=sdpa", "layout=packed"))
+    with pytest.raises(ConfigError, match="model.attention"):
+        apply_toggles(base, ("attention=no_such_backend",))
+    relu = load_config("tiny", ["model.activation=relu"])
+    with pytest.raises(ConfigError, match="no twin"):
+        apply_toggles(relu, ("triton_bias_gelu",))
+
+
+def test_gpu_only_toggles_say_why_on_cpu(base):
+    for spec in ("triton_layernorm", "triton_bias_gelu", "fused_cross_entropy"):
+        reason = unsupported_reason(CPU, apply_toggles(base, (spec,)), (spec,))
+        assert reason and "need CUDA" in reason, spec
+    for spec in ("attention=flash_attn", "attention=xformers"):
+        assert unsupported_reason(CPU, apply_toggles(base, (spec,)), (spec,)), spec
+    assert unsupported_reason(CPU, apply_toggles(base, ("attention=sdpa",)), ("attention=sdpa",)) is None
+
+
+# -- matrices --------------------------------------------------------------------------------------
+
+def _matrix(**raw):
+    return matrix_from_dict({"name": "m", **raw}, "test.yaml")
+
+
+def test_modes_expand_baseline_first():
+    toggles = ["attention=sdpa", "compile", "vocab=4096"]
+    assert [c.toggles for c in _matrix(mode="one-on", toggles=toggles).expand()] == [
+        (), ("attention=sdpa",), ("compile",), ("vocab=4096",)]
+    held = _matrix(mode="hold-one-out", toggles=toggles).expand()
+    assert [c.name for c in held] == ["baseline", "all", "all-attention=sdpa", "all-compile",
+                                      "all-vocab=4096"]
+    assert held[3].toggles == ("attention=sdpa", "vocab=4096")
+    assert [c.toggles for c in _matrix(mode="cumulative", toggles=toggles).expand()][-1] == tuple(toggles)
+    listed = _matrix(mode="list", cells=[{"name": "fast", "toggles": ["compile"]}, {"toggles": []}])
+    assert [(c.name, c.toggles) for c in listed.expand()] == [("fast", ("compile",)), ("baseline", ())]
+
+
+def test_grid_counts_and_refuses_large_grids_unless_forced():
+    axes = {"attention": ["math", "sdpa"], "compile": [False, True], "vocab": [1024, 2048, 4096]}
+    grid = _matrix(mode="grid", axes=axes, max_cells=10)
+    with pytest.raises(ConfigError, match="12 cells, over max_cells=10"):
+        grid.expand()
+    cells = grid.expand(force=True)
+    assert len(cells) == 12 and ("attention=sdpa", "compile", "vocab=1024") in [c.toggles for c in cells]
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"mode": "sideways", "toggles": ["compile"]}, "mode must be one of"),
+    ({"mode": "one-on"}, "needs a 'toggles' list"),
+    ({"mode": "grid"}, "needs axes"),
+    ({"mode": "grid", "axes": {"nope": [1]}}, "not a toggle"),
+    ({"toggles": ["compile"], "budget": 3}, "unknown matrix keys"),
+    ({"toggles": ["attention=sdpa", "attention=math"], "mode": "cumulative"}, "both set attention"),
+])
+def test_bad_matrices_name_the_problem(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        _matrix(**raw).expand()
+
+
+def test_missing_matrix_lists_the_shipped_ones():
+    with pytest.raises(ConfigError, match="shipped: .*cpu-quick"):
+        load_matrix("no-such-matrix")
+
+
+@pytest.mark.parametrize("path", sorted(SHIPPED.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_cell_builds_a_valid_config(path):
+    matrix = load_matrix(str(path))
+    base = load_config(matrix.base, list(matrix.overrides))
+    for cell in matrix.expand():
+        apply_toggles(base, cell.toggles)
+
+
+# -- runner and report -----------------------------------------------------------------------------
+
+def test_a_matrix_records_every_cell_and_resumes(tmp_path, small_overrides, capsys):
+    spec = {"name": "t", "base": "tiny", "overrides": [*small_overrides, "model.attention=math"],
+            "budget_s": 1.5, "mode": "list", "cells": [
+                {"name": "baseline", "toggles": []},
+                {"toggles": ["triton_layernorm"]},  # GPU-only: unsupported, with its reason
+                {"toggles": ["layout=no_such_layout"]},  # fails at config build; the matrix goes on
+                {"toggles": ["attention=sdpa"]},
+            ]}
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    opts = LabOptions(results_dir=tmp_path / "results", runs_dir=tmp_path / "runs")
+    rows = run_matrix(load_matrix(str(path)), opts, env=CPU)
+    status = {r["cell"]: r["status"] for r in rows}
+    assert status["baseline"] == "ok" and status["attention=sdpa"] == "ok"
+    assert status["triton_layernorm"].startswith("unsupported: triton_layernorm: Triton kernels need CUDA")
+    assert status["layout=no_such_layout"].startswith("failed: config:")
+    ok = next(r for r in rows if r["cell"] == "baseline")
+    for key in ("tokens_per_s", "val_bpb", "xz_bpb", "steps", "mean_cpu_util", "config_hash",
+                "git_sha", "versions", "device_name", "budget_s", "val_curve"):
+        assert ok[key] is not None, key
+    assert ok["config"]["model.attention"] == "math" and ok["budget_s"] == 1.5
+
+    before = len(load_rows(opts.results_dir / "runs.jsonl"))
+    run_matrix(load_matrix(str(path)), opts, env=CPU)  # the ok and unsupported cells are not redone
+    again = load_rows(opts.results_dir / "runs.jsonl")
+    assert len(again) == before + 1 and again[-1]["cell"] == "layout=no_such_layout"
+    assert "already done" in capsys.readouterr().err
+
+    written = write_reports(again, opts.results_dir, "t")
+    table = (opts.results_dir / "t" / "test-cpu" / "table.md").read_text()
+    assert "| baseline |" in table and "unsupported: triton_layernorm" in table
+    assert "xz -9e" in table and ok["config_hash"] in table
+    assert all(p.exists() and p.stat().st_size > 0 for p in written)
+
+
+def test_a_timed_out_cell_is_a_failed_row(tmp_path, base):
+    status, result = run_cell_process(base, tmp_path / "cell", timeout_s=0.2, profile=False)
+    assert status == "failed: timeout after 0s" and result is None
+
+
+def test_a_crashing_cell_reports_its_error(tmp_path, base):
+    from dataclasses import replace
+
+    broken = replace(base, data=replace(base.data, corpus=str(tmp_path / "missing")))
+    status, _ = run_cell_process(broken, tmp_path / "cell", timeout_s=300, profile=False)
+    assert status.startswith("failed: exit 2:") and "missing" in status
+
+
+def _row(cell, seed, tps, bpb, toggles=()):
+    return {"matrix": "m", "cell": cell, "seed": seed, "toggles": list(toggles),
+            "kinds": {t: "exact" for t in toggles}, "status": "ok", "device_name": "dev",
+            "tokens_per_s": tps, "val_bpb": bpb, "budget_s": 10, "config_hash": f"h-{cell}",
+            "git_sha": "abc", "versions": {"torch": "x"}, "xz_bpb": 1.8, "val_curve": [[5, bpb + 1], [10, bpb]],
+            "steps": 10, "compile_s": 0, "peak_mem_bytes": 2**20, "mfu": None, "mean_cpu_util": 190,
+            "load_avg_1m": 2.0}
+
+
+def test_deltas_are_flagged_only_beyond_seed_noise(tmp_path):
+    rows = [_row("baseline", s, 1000 + s, 2.50 + 0.001 * s) for s in range(3)]
+    rows += [_row("compile", s, 2000 + s, 2.50 + 0.001 * s, ["compile"]) for s in range(3)]  # faster
+    rows += [_row("noisy", s, 1000 + 300 * (s - 1), 2.5, ["vocab=1"]) for s in range(3)]  # within noise
+    write_reports(rows, tmp_path, "m")
+    table = (tmp_path / "m" / "dev" / "table.md").read_text()
+    compile_line = next(line for line in table.splitlines() if line.startswith("| compile |"))
+    noisy_line = next(line for line in table.splitlines() if line.startswith("| noisy |"))
+    assert "**+99.9%**" in compile_line
+    assert "**" not in noisy_line
+    csv_text = (tmp_path / "m" / "dev" / "table.csv").read_text()
+    assert csv_text.splitlines()[0].startswith("cell,toggles,kind,status,seeds,tps_mean")
+    assert json.dumps(rows[0])  # rows are plain JSON
