@@ -197,7 +197,8 @@ def _row(cell, seed, tps, bpb, toggles=()):
     return {"matrix": "m", "cell": cell, "seed": seed, "toggles": list(toggles),
             "kinds": {t: "exact" for t in toggles}, "status": "ok", "device_name": "dev",
             "tokens_per_s": tps, "val_bpb": bpb, "budget_s": 10, "config_hash": f"h-{cell}",
-            "git_sha": "abc", "versions": {"torch": "x"}, "xz_bpb": 1.8, "val_curve": [[5, bpb + 1], [10, bpb]],
+            "git_sha": "abc", "versions": {"torch": "x"}, "xz_bpb": 1.8,
+            "val_curve": [[5, bpb + 1], [10, bpb]],
             "steps": 10, "compile_s": 0, "peak_mem_bytes": 2**20, "mfu": None, "mean_cpu_util": 190,
             "load_avg_1m": 2.0}
 
