@@ -13,9 +13,9 @@ $(STAMP): requirements/cpu.txt pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-# The main job: a budgeted CPU run on the embedded sample corpus, then its result table.
+# The main job: the cpu-quick ablation matrix on the embedded sample corpus, then its table.
 lab: $(STAMP)
-	$(BIN)/gocram train --config tiny --budget 300 --out runs/tiny
+	$(BIN)/gocram lab --matrix cpu-quick
 
 test: $(STAMP)
 	TRITON_INTERPRET=1 $(BIN)/python -m pytest -q

@@ -57,7 +57,7 @@ def test_two_toggles_of_one_group_conflict():
 
 def test_every_toggle_applies_as_config_overrides(base):
     samples = {"attention": "sdpa_flash", "layout": "packed", "precision": "bf16", "vocab": 1024,
-               "token_drop": 0.25}
+               "token_drop": 0.25, "tokenizer": "go,ws"}
     for name, toggle in TOGGLES.items():
         if name == "engine":  # a launcher, covered by the engine tests
             continue
@@ -67,6 +67,8 @@ def test_every_toggle_applies_as_config_overrides(base):
     cfg = apply_toggles(base, ("compile", "attention=sdpa", "token_drop=0.25"))
     assert (cfg.train.compile, cfg.model.attention, cfg.model.token_drop_rate) == (True, "sdpa", 0.25)
     assert apply_toggles(base, ("triton_bias_gelu",)).model.activation == "triton_bias_gelu"
+    with pytest.raises(ConfigError, match="tokenizer_tricks"):
+        apply_toggles(base, ("tokenizer=go,warp",))
 
 
 def test_illegal_results_are_rejected_when_the_cell_is_built(base):
@@ -172,6 +174,9 @@ def test_a_matrix_records_every_cell_and_resumes(tmp_path, small_overrides, caps
     again = load_rows(opts.results_dir / "runs.jsonl")
     assert len(again) == before + 1 and again[-1]["cell"] == "layout=no_such_layout"
     assert "already done" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="has no cells"):
+        run_matrix(load_matrix(str(path)), LabOptions(results_dir=opts.results_dir, runs_dir=opts.runs_dir,
+                                                      only_cells=("basline",)), env=CPU)
 
     written = write_reports(again, opts.results_dir, "t")
     table = (opts.results_dir / "t" / "test-cpu" / "table.md").read_text()

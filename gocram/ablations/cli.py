@@ -18,6 +18,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", default="runs/lab", help="where each cell's run directory goes")
     p.add_argument("--report-only", action="store_true", help="rebuild tables from runs.jsonl")
     p.add_argument("--list", action="store_true", help="print the cells and exit")
+    p.add_argument("--cells", help="comma-separated cell names: run only these (the rest keep their rows)")
     p.set_defaults(handler=run)
 
 
@@ -36,10 +37,15 @@ def run(args: argparse.Namespace) -> int:
     results = Path(args.results)
     if not args.report_only:
         run_matrix(matrix, LabOptions(results_dir=results, runs_dir=Path(args.runs), budget_s=args.budget,
-                                      seeds=args.seeds, profile=args.profile, force=args.force))
+                                      seeds=args.seeds, profile=args.profile, force=args.force,
+                                      only_cells=_names(args.cells)))
     written = write_reports(load_rows(results / "runs.jsonl"), results, matrix.name, matrix.description)
     tables = [p for p in written if p.suffix == ".md"]
     for table in tables:
         print(table.read_text())
     print("written: " + ", ".join(str(p) for p in written), file=sys.stderr)
     return 0
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    return tuple(n.strip() for n in text.split(",") if n.strip()) if text else None

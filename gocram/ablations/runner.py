@@ -36,6 +36,7 @@ class LabOptions:
     seeds: int | None = None
     profile: bool = False
     force: bool = False
+    only_cells: tuple[str, ...] | None = None  # run just these cells of the matrix
 
 
 def _say(msg: str) -> None:
@@ -92,6 +93,12 @@ def run_cell_process(cfg: RunConfig, run_dir: Path, *, timeout_s: float,
 def run_matrix(matrix: Matrix, opts: LabOptions, env: RunEnv | None = None) -> list[dict]:
     """Run every (cell, seed) not already done; returns this matrix's rows for this device."""
     cells = matrix.expand(force=opts.force)
+    if opts.only_cells:
+        unknown = sorted(set(opts.only_cells) - {c.name for c in cells})
+        if unknown:
+            raise ConfigError(f"matrix {matrix.name!r} has no cells {unknown}; "
+                              f"its cells: {[c.name for c in cells]}")
+        cells = [c for c in cells if c.name in opts.only_cells]
     budget = opts.budget_s or matrix.budget_s
     seeds = tuple(range(opts.seeds)) if opts.seeds else matrix.seeds
     base = load_config(matrix.base, [*matrix.overrides, f"train.budget_s={budget}"])

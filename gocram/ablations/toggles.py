@@ -207,3 +207,7 @@ register(Toggle(
     name="token_drop", kind="approximate", stage="config", group="token_drop", takes_value=True,
     description="random token dropping in the middle layers, rate falling to 0 over the budget",
     apply=lambda cfg, v: {"model.token_drop_rate": v}))
+register(Toggle(
+    name="tokenizer", kind="approximate", stage="config", group="tokenizer", takes_value=True,
+    description="Go-aware BPE tricks by name (data/tokenizer/tricks.py), e.g. go,ws,idioms",
+    apply=lambda cfg, v: {"data.tokenizer_tricks": str(v)}))

@@ -39,5 +39,9 @@ LAYOUTS = Registry("data layout")
 def _register_builtin_layouts() -> None:
     from gocram.data import layouts, windows  # noqa: F401  (register concat/padded/packed, random)
 
+    # Lazy: a fine-tuned run's config names this layout, and any command reading that config
+    # must know the name without importing the evaluation package.
+    LAYOUTS.register_lazy("finetune", "gocram.eval.finetune:FinetuneBatches")
+
 
 _register_builtin_layouts()

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gocram.data.batches import LAYOUTS, Batch
+from gocram.data.batches import Batch
 from gocram.data.corpus import read_corpus
 from gocram.data.prepare import prepare_data
 from gocram.data.split import split_by_package
@@ -103,7 +103,6 @@ class FinetuneSet:
         return len(self.examples)
 
 
-@LAYOUTS.register("finetune")
 class FinetuneBatches:
     """One example per row, padded; targets before `first_target` and padding are IGNORE_INDEX."""
 

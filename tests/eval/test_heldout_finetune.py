@@ -121,7 +121,7 @@ def test_finetune_batches_mask_the_prompt_and_fim_form(go_tokenizer):
 def test_finetune_trains_on_its_set_and_reports_before_after(tmp_path, trained_run):
     report = finetune(trained_run, tmp_path / "ft", FinetuneOptions(
         budget_s=3, lr=1e-3, fim_rate=0.5, humaneval_limit=-1, device="cpu"))
-    assert report["set"]["examples"] > 10 and report["set"]["fim_examples"] > 0
+    assert report["set"]["examples"] >= 5 and report["set"]["fim_examples"] > 0
     assert report["steps"] > 0 and report["before"]["val_bpb"] > 0 and report["after"]["val_bpb"] > 0
     assert report["before"]["humaneval_pass@1"] is None  # skipped on request, and said so
     log = [json.loads(line) for line in (tmp_path / "ft" / "log.jsonl").read_text().splitlines()]

@@ -1,0 +1,33 @@
+"""The measured matmul peak and the GPU check script's behaviour without a GPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO
+
+from gocram.bench.peak import main, measure
+
+
+def test_measured_peak_is_the_best_size_and_positive():
+    result = measure(torch.device("cpu"), (64, 128), repeats=2)
+    assert result["measured_peak_tflops"] == max(result["tflops_by_size"].values()) > 0
+    assert result["datasheet_peak_tflops"] is None and result["dtype"] == "float32"
+
+
+def test_cli_writes_json(tmp_path):
+    out = tmp_path / "peak.json"
+    assert main(["--device", "cpu", "--sizes", "64", "--repeats", "1", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["tflops_by_size"]["64"] > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine the script is the GPU check itself")
+def test_gpu_check_refuses_plainly_without_cuda(tmp_path):
+    done = subprocess.run(["bash", str(REPO / "gocram" / "bench" / "gpu_check.sh")], capture_output=True,
+                          text=True, env={"PATH": "/usr/bin:/bin", "GPU_CHECK_OUT": str(tmp_path / "gpu"),
+                                          "PYTHON": sys.executable}, timeout=120)
+    assert done.returncode == 3 and "no CUDA device" in done.stderr
