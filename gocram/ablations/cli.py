@@ -9,7 +9,8 @@ from pathlib import Path
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lab", help="run an ablation matrix on fixed wall-clock budgets")
-    p.add_argument("--matrix", required=True, help="a shipped matrix name or a YAML path")
+    p.add_argument("--matrix", help="a shipped matrix name or a YAML path")
+    p.add_argument("--toggles", action="store_true", help="list every toggle (kind, stage) and exit")
     p.add_argument("--budget", type=float, help="override the budget per cell (seconds)")
     p.add_argument("--seeds", type=int, help="run seeds 0..N-1 instead of the matrix's seeds")
     p.add_argument("--profile", action="store_true", help="torch.profiler trace per cell")
@@ -23,11 +24,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gocram.ablations.matrix import load_matrix
+    from gocram.ablations.matrix import SHIPPED, load_matrix
+    from gocram.errors import ConfigError
     from gocram.ablations.report import write_reports
     from gocram.ablations.results import load_rows
     from gocram.ablations.runner import LabOptions, run_matrix
 
+    if args.toggles:
+        print_toggles()
+        return 0
+    if not args.matrix:
+        raise ConfigError("gocram lab needs --matrix NAME|PATH (shipped: "
+                          f"{sorted(p.stem for p in SHIPPED.glob('*.yaml'))}) or --toggles")
     matrix = load_matrix(args.matrix)
     cells = matrix.expand(force=args.force)
     if args.list:
@@ -49,3 +57,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _names(text: str | None) -> tuple[str, ...] | None:
     return tuple(n.strip() for n in text.split(",") if n.strip()) if text else None
+
+
+def print_toggles() -> None:
+    from gocram.ablations.toggles import TOGGLES
+
+    print(f"{'toggle':<22} {'kind':<12} {'stage':<7} what")
+    for name, t in sorted(TOGGLES.items()):
+        spec = f"{name}=VALUE" if t.takes_value else name
+        print(f"{spec:<22} {t.kind:<12} {t.stage:<7} {t.description}")
