@@ -221,3 +221,14 @@ def test_deltas_are_flagged_only_beyond_seed_noise(tmp_path):
     csv_text = (tmp_path / "m" / "dev" / "table.csv").read_text()
     assert csv_text.splitlines()[0].startswith("cell,toggles,kind,status,seeds,tps_mean")
     assert json.dumps(rows[0])  # rows are plain JSON
+
+
+def test_cli_lists_toggles_and_cells_and_names_a_missing_matrix():
+    from conftest import run_gocram
+
+    listed = run_gocram("lab", "--toggles")
+    assert listed.returncode == 0 and "triton_layernorm" in listed.stdout and "approximate" in listed.stdout
+    cells = run_gocram("lab", "--matrix", "cpu-quick", "--list")
+    assert cells.returncode == 0 and cells.stdout.startswith("baseline: (baseline)")
+    missing = run_gocram("lab")
+    assert missing.returncode == 2 and "needs --matrix" in missing.stderr

@@ -25,10 +25,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gocram.ablations.matrix import SHIPPED, load_matrix
-    from gocram.errors import ConfigError
     from gocram.ablations.report import write_reports
     from gocram.ablations.results import load_rows
     from gocram.ablations.runner import LabOptions, run_matrix
+    from gocram.errors import ConfigError
 
     if args.toggles:
         print_toggles()
