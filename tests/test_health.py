@@ -128,9 +128,9 @@ def test_a_loss_spike_is_skipped_then_rolled_back(tmp_path, small_overrides):
                            "health.spike_zscore=6", "health.spike_window=10", "health.max_bad_steps=3")
     calls = []
 
-    def corrupt_weights(t):  # a bad update lands at step 22: every later loss is far too high
+    def corrupt_weights(t):  # a bad update lands at step 23: every later loss is far too high
         calls.append(1)
-        if len(calls) == 22:
+        if len(calls) == 23:
             with torch.no_grad():
                 for q in t.model.parameters():
                     q.add_(torch.randn_like(q) * 3)
@@ -138,10 +138,10 @@ def test_a_loss_spike_is_skipped_then_rolled_back(tmp_path, small_overrides):
     trainer.grad_hooks.append(corrupt_weights)
     result = trainer.run()
     spikes = events(trainer.out, "spike")
-    assert [e["step"] for e in spikes] == [23, 24, 25]
+    assert [e["step"] for e in spikes] == [24, 25, 26]
     assert all(e["zscore"] > 6 and e["loss"] > e["window_mean"] for e in spikes)
     (back,) = events(trainer.out, "rollback")
-    assert back["to_step"] == 20 and back["lr_scale"] == 0.5
+    assert back["to_step"] == 20 and back["lr_scale"] == 0.5  # step 25 fell in the bad run: no ckpt
     assert result["health_events"]["spike_steps"] == 3 and result["health_events"]["nonfinite_steps"] == 0
     losses = {r["step"]: r["loss"] for r in read_log(trainer.out) if "loss" in r and "event" not in r}
     assert losses[40] < spikes[0]["loss"] / 2  # recovered from the good checkpoint

@@ -293,7 +293,9 @@ class Trainer:
                     self.validate()
                     while p.next_eval_s <= p.elapsed_s:
                         p.next_eval_s += self.cfg.eval.every_s
-                if ckpt_due and not self._done(clock):
+                # Not inside a run of bad steps: their weights are what a rollback must escape
+                # (a time-based checkpoint stays due until the next good step).
+                if ckpt_due and not self._done(clock) and not self.guard.bad_in_a_row:
                     self.save()
                     while p.next_ckpt_s <= p.elapsed_s:
                         p.next_ckpt_s += tc.ckpt_every_s or float("inf")
