@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from gocram.config import load_config
+from gocram.data.loader import ShardDataset, ShardLoader
 from gocram.errors import ConfigError, GocramError
 from gocram.train.checkpoint import (
     checkpoint_problem,
@@ -28,8 +29,9 @@ from gocram.train.checkpoint import (
 )
 from gocram.train.health import NO_QUEUE, queue_depth
 from gocram.train.signals import GracefulStop
-from gocram.train.trainer import Trainer
+from gocram.train.trainer import Trainer, train
 from tests.conftest import REPO
+from tests.test_data_loader import shard_files  # noqa: F401 - a fixture
 from tests.test_trainer import read_log
 
 STEPS = ["train.clock=steps", "train.ckpt_every_s=0", "train.log_every_steps=1"]
@@ -175,6 +177,8 @@ def test_an_unwritable_checkpoint_directory(tmp_path, small_overrides):
     trainer = make_trainer(tmp_path, small_overrides, "train.max_steps=5")
     with pytest.raises(GocramError, match="cannot write a checkpoint .* has none to resume from"):
         trainer.run()  # found by the step-0 checkpoint, before any training time is spent
+    beat = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert beat["state"] == "failed" and "cannot write a checkpoint" in beat["message"]
     assert not events(tmp_path / "run", "resume") and not any("loss" in r for r in read_log(tmp_path / "run")
                                                                  if "event" not in r)
 
@@ -329,11 +333,11 @@ def gocram_popen(*args: str) -> subprocess.Popen:
 
 
 def test_sigterm_checkpoints_exits_0_and_resumes_exactly(tmp_path, small_overrides):
-    args = ["train", "--config", "tiny", *small_overrides, "model.dropout=0.1", "train.max_steps=150",
-            "train.ckpt_every_steps=50", *STEPS]
+    overrides = [*small_overrides, "model.dropout=0.1", "train.max_steps=150", "train.ckpt_every_steps=50",
+                 *STEPS]
+    args = ["train", "--config", "tiny", *overrides]
     reference = tmp_path / "reference"
-    proc = gocram_popen(*args, "--out", str(reference))
-    assert proc.wait() == 0, proc.stderr.read()
+    train(load_config("tiny", overrides), reference)  # in-process: the same run, a few s sooner
 
     stopped = tmp_path / "stopped"
     proc = gocram_popen(*args, "--out", str(stopped))
@@ -391,3 +395,16 @@ def test_a_save_interrupted_by_a_hard_exit_leaves_the_checkpoints_usable(tmp_pat
     save_checkpoint({"w": torch.zeros(3)}, directory, 30, 2)
     assert not list(directory.glob("*.tmp"))  # the next save sweeps stale temp files
     assert [p.name for p in list_checkpoints(directory)] == ["ckpt-00000010.pt", "ckpt-00000030.pt"]
+
+
+def test_shard_loader_reports_its_queue_depth(shard_files):  # noqa: F811 - the imported fixture
+    with_workers = ShardLoader(ShardDataset(shard_files, layout="packed", seq_len=16, batch=3, seed=1,
+                                            rank=0, world_size=1), num_workers=2)
+    assert with_workers.queue_depth() is None  # no workers yet
+    with_workers.next_batch()
+    assert 0 <= with_workers.queue_depth() <= 2 * 2  # workers x prefetch_factor
+    in_process = ShardLoader(ShardDataset(shard_files, layout="packed", seq_len=16, batch=3, seed=1,
+                                          rank=0, world_size=1))
+    in_process.next_batch()
+    assert in_process.queue_depth() == 0
+    assert queue_depth(in_process) == (0, None)

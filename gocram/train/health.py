@@ -30,17 +30,13 @@ from pathlib import Path
 from gocram.config import HealthConfig
 from gocram.errors import GocramError
 from gocram.train.checkpoint import latest_good_checkpoint
+from gocram.train.status import json_number
 
 EVENT_KINDS = ("nonfinite_steps", "spike_steps", "rollbacks", "ckpt_failures", "slow_steps")
 WATCHDOG_MIN_STEPS = 10  # the median of fewer step times (compile, warm-up) means little
 WATCHDOG_WINDOW = 100
 SPIKE_STD_FLOOR = 0.01  # nats: a flat window must not turn ordinary noise into a "spike"
 NO_QUEUE = "the sampler has no prefetch queue (batches are cut in the training thread)"
-
-
-def json_number(value: float) -> float | str:
-    """NaN/Inf as strings: log.jsonl stays strict JSON for jq and friends."""
-    return value if math.isfinite(value) else str(value)
 
 
 def queue_depth(sampler) -> tuple[int | None, str | None]:

@@ -10,6 +10,7 @@ answers in a fraction of a second.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import sys
@@ -21,6 +22,11 @@ from gocram.errors import GocramError
 
 TREND_POINTS = 8  # tokens/s over the last few heartbeat intervals
 STALE_AFTER_S = 60.0  # on top of three heartbeat intervals: a running state older is suspect
+
+
+def json_number(value: float) -> float | str:
+    """NaN/Inf as strings: log.jsonl and status.json stay strict JSON for jq and friends."""
+    return value if math.isfinite(value) else str(value)
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
@@ -95,7 +101,8 @@ class Heartbeat:
             return
         self._last = now
         p, tc, guard = trainer.progress, trainer.cfg.train, trainer.guard
-        fraction = trainer._fraction(trainer.clock)
+        clock = getattr(trainer, "clock", None)  # None when the run fails before training starts
+        fraction = trainer._fraction(clock) if clock is not None else 0.0
         if self._origin is None:
             self._origin = (now, fraction)
         self._points.append((now, p.tokens))
@@ -117,7 +124,7 @@ class Heartbeat:
             "fraction": round(fraction, 5), "eta_s": round(eta_s, 1) if eta_s is not None else None,
             "tokens": p.tokens, "tok_per_s": p.tokens / p.elapsed_s if p.elapsed_s else None,
             "tok_per_s_trend": [round(x, 1) for x in trend],
-            "loss": loss, "lr": lr, "lr_scale": guard.lr_scale,
+            "loss": json_number(loss) if loss is not None else None, "lr": lr, "lr_scale": guard.lr_scale,
             "val_bpb_last": bpbs[-1] if bpbs else None, "val_bpb_best": min(bpbs) if bpbs else None,
             "evals": len(bpbs),
             "loader_wait_frac": guard.loader_wait_frac,

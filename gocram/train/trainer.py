@@ -252,10 +252,15 @@ class Trainer:
         (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=1))
         self.log = RunLog(self.out, progress_every_s=self.cfg.train.progress_every_s)
         self.heartbeat = Heartbeat(self.out, self.cfg.health.heartbeat_every_s, self.device)
-        if resume:
-            self._resume()
-        else:  # a rollback target from the start, and an unwritable directory found now
-            self.save()
+        try:
+            if resume:
+                self._resume()
+            else:  # a rollback target from the start, and an unwritable directory found now
+                self.save()
+        except BaseException as err:
+            self.heartbeat.beat(self, state="failed", force=True, message=f"{type(err).__name__}: {err}")
+            self.log.close()
+            raise
         p, tc = self.progress, self.cfg.train
         sync = torch.cuda.synchronize if self.device.type == "cuda" else None
         clock = self.clock = BudgetClock(tc.budget_s, p.elapsed_s, sync)
