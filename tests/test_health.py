@@ -258,6 +258,8 @@ def test_status_of_a_finished_run(tmp_path, small_overrides, capsys):
     result = trainer.run()
     beat = json.loads((trainer.out / "status.json").read_text())
     assert beat["state"] == "finished" and beat["step"] == 8 and beat["pid"] == os.getpid()
+    last = [r for r in read_log(trainer.out) if r.get("step") == 8 and "loss" in r][0]
+    assert beat["loss"] == last["loss"] and beat["lr"] == last["lr"] and beat["device"]["cpu_util"] >= 0
     assert beat["health_events"]["nonfinite_steps"] == 1 and beat["recent_events"][0]["event"] == "nonfinite"
 
     assert main(["status", str(trainer.out)]) == 0

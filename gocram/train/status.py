@@ -93,9 +93,13 @@ class Heartbeat:
         self._origin: tuple[float, float] | None = None  # (wall, budget fraction) at the first beat
         self._points: deque[tuple[float, int]] = deque(maxlen=TREND_POINTS + 1)  # (wall, tokens)
         self._wait_mark = (0.0, 0.0)  # loader wait / step time totals at the previous beat
+        self._loss: float | None = None
+        self._lr: float | None = None
 
     def beat(self, trainer, *, loss: float | None = None, lr: float | None = None,
              state: str = "running", force: bool = False, **extra) -> None:
+        if loss is not None:  # remembered, so the final beat still shows the last step's values
+            self._loss, self._lr = loss, lr
         now = time.monotonic()
         if not self.every_s or (not force and now - self._last < self.every_s):
             return
@@ -124,7 +128,8 @@ class Heartbeat:
             "fraction": round(fraction, 5), "eta_s": round(eta_s, 1) if eta_s is not None else None,
             "tokens": p.tokens, "tok_per_s": p.tokens / p.elapsed_s if p.elapsed_s else None,
             "tok_per_s_trend": [round(x, 1) for x in trend],
-            "loss": json_number(loss) if loss is not None else None, "lr": lr, "lr_scale": guard.lr_scale,
+            "loss": json_number(self._loss) if self._loss is not None else None, "lr": self._lr,
+            "lr_scale": guard.lr_scale,
             "val_bpb_last": bpbs[-1] if bpbs else None, "val_bpb_best": min(bpbs) if bpbs else None,
             "evals": len(bpbs),
             "loader_wait_frac": guard.loader_wait_frac,
