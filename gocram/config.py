@@ -173,11 +173,51 @@ class EvalConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HealthConfig:
+    """Guards for long runs (train/health.py, docs/health.md). Not part of the config hash: they
+    watch a run without changing its math until they fire, and every firing is logged."""
+
+    # A step whose loss or gradient norm is NaN/Inf is skipped (no update); after this many in a
+    # row the run rolls back to the last good checkpoint with the LR scaled by rollback_lr_factor.
+    max_bad_steps: int = 3
+    max_rollbacks: int = 3  # one more rollback needed after this many: stop with an error
+    rollback_lr_factor: float = 0.5
+    # Loss-spike guard, off at 0: a loss more than spike_zscore standard deviations above the mean
+    # of the last spike_window good steps is treated like a NaN step (skipped, counted).
+    spike_zscore: float = 0.0
+    spike_window: int = 50
+    # Step watchdog, off at 0: a step slower than stall_factor x the running median step time is
+    # reported with the data loader's queue depth.
+    stall_factor: float = 10.0
+    heartbeat_every_s: float = 5.0  # how often status.json is rewritten; 0 = never
+    # If a checkpoint cannot be written while the run has none (this process wrote none and did
+    # not resume from one), stop with an error instead of training on with nothing to resume from.
+    require_checkpoints: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_bad_steps < 1:
+            raise ConfigError(f"health.max_bad_steps must be >= 1, got {self.max_bad_steps}")
+        if self.max_rollbacks < 0:
+            raise ConfigError(f"health.max_rollbacks must be >= 0, got {self.max_rollbacks}")
+        if not 0.0 < self.rollback_lr_factor <= 1.0:
+            raise ConfigError(f"health.rollback_lr_factor must be in (0, 1], got {self.rollback_lr_factor}")
+        if self.spike_zscore < 0:
+            raise ConfigError(f"health.spike_zscore must be >= 0 (0 = off), got {self.spike_zscore}")
+        if self.spike_window < 2:
+            raise ConfigError(f"health.spike_window must be >= 2, got {self.spike_window}")
+        if self.stall_factor != 0 and self.stall_factor <= 1:
+            raise ConfigError(f"health.stall_factor must be > 1 (0 = off), got {self.stall_factor}")
+        if self.heartbeat_every_s < 0:
+            raise ConfigError(f"health.heartbeat_every_s must be >= 0, got {self.heartbeat_every_s}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
 
     @property
     def grad_accum(self) -> int:
@@ -199,13 +239,18 @@ class RunConfig:
         return {f"{s}.{k}": v for s, sec in self.to_dict().items() for k, v in sec.items()}
 
     def hash(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """What the run computes; health guards are left out (HealthConfig), so changing one
+        neither blocks a --resume nor re-runs finished ablation cells."""
+        values = {s: v for s, v in self.to_dict().items() if s not in UNHASHED_SECTIONS}
+        blob = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 SECTIONS: dict[str, type] = {
     "model": ModelConfig, "train": TrainConfig, "data": DataConfig, "eval": EvalConfig,
+    "health": HealthConfig,
 }
+UNHASHED_SECTIONS = ("health",)
 
 
 def _check_type(value: Any, annotation: Any, where: str) -> Any:

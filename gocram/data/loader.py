@@ -101,6 +101,13 @@ class ShardLoader:
         while True:
             yield self.next_batch()
 
+    def queue_depth(self) -> int | None:
+        """Batches the workers have been asked for and not yet handed over (ready or in the
+        making), for the trainer's slow-step watchdog; 0 without workers, None before the start."""
+        if self._iter is None:
+            return None
+        return getattr(self._iter, "_tasks_outstanding", 0)  # a DataLoader internal: best effort
+
     @property
     def padding_fraction(self) -> float:
         seen = [s for s in self.roles if s is not None]

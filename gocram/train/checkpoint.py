@@ -1,18 +1,31 @@
-"""Atomic checkpoints: write to a temp file, fsync, rename; keep the newest N; load weights_only."""
+"""Atomic checkpoints: write to a temp file, fsync, rename; keep the newest N; load weights_only.
+
+Each checkpoint has a sha256 sidecar in `sha256sum` format (`ckpt-00000100.pt.sha256`), written
+before the checkpoint is renamed into place, so `sha256sum -c` works and a truncated or corrupt
+file is caught at resume (`latest_good_checkpoint`). Checkpoints without a sidecar (older runs)
+are accepted if torch can load them.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 CKPT_PATTERN = re.compile(r"^ckpt-(\d{8})\.pt$")
+SIDECAR = ".sha256"
 
 
 def checkpoint_path(directory: Path, step: int) -> Path:
     return directory / f"ckpt-{step:08d}.pt"
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + SIDECAR)
 
 
 def list_checkpoints(directory: Path) -> list[Path]:
@@ -23,22 +36,61 @@ def list_checkpoints(directory: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(CKPT_PATTERN.match(p.name).group(1)))
 
 
-def save_checkpoint(state: dict, directory: Path, step: int, keep: int) -> Path:
+class _HashingWriter:
+    """A file handle that hashes what passes through it, so the file is not read back."""
+
+    def __init__(self, handle):
+        self.handle, self.sha = handle, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.sha.update(data)
+        return self.handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _write_durably(path: Path, write: Callable) -> None:
+    with open(path, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def save_checkpoint(state: dict, directory: Path, step: int, keep: int, *,
+                    dump: Callable = torch.save) -> Path:
+    """Write atomically; on any error the temp files are removed and the error re-raised, so the
+    checkpoints already on disk are untouched. `dump(state, handle)` serialises (a test seam)."""
     directory.mkdir(parents=True, exist_ok=True)
     final = checkpoint_path(directory, step)
     tmp = final.with_name(final.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, final)
+    side, side_tmp = sidecar_path(final), sidecar_path(final).with_name(sidecar_path(final).name + ".tmp")
+    for stale in directory.glob("*.tmp"):  # left by a crash or a second Ctrl-C mid-save
+        stale.unlink(missing_ok=True)
+    try:
+        hashing: list[_HashingWriter] = []
+
+        def write(handle):
+            hashing.append(_HashingWriter(handle))
+            dump(state, hashing[0])
+
+        _write_durably(tmp, write)
+        digest = hashing[0].sha.hexdigest()
+        _write_durably(side_tmp, lambda h: h.write(f"{digest}  {final.name}\n".encode()))
+        os.replace(side_tmp, side)  # the sidecar first: a sidecar without its checkpoint is ignored
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        side_tmp.unlink(missing_ok=True)
+        raise
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)  # make the rename itself durable
+        os.fsync(dir_fd)  # make the renames themselves durable
     finally:
         os.close(dir_fd)
     for old in list_checkpoints(directory)[:-keep]:
         old.unlink(missing_ok=True)
+        sidecar_path(old).unlink(missing_ok=True)
     return final
 
 
@@ -49,3 +101,43 @@ def load_checkpoint(path: Path) -> dict:
 def latest_checkpoint(directory: Path) -> Path | None:
     found = list_checkpoints(directory)
     return found[-1] if found else None
+
+
+def file_sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a checkpoint cannot be trusted, or None. With a sidecar the sha256 decides; without
+    one (an older run) the file must at least load."""
+    side = sidecar_path(path)
+    try:
+        if side.is_file():
+            expected = (side.read_text().split() or [""])[0]
+            actual = file_sha256(path)
+            if actual != expected:
+                return (f"sha256 {actual[:12]}... does not match {side.name} ({expected[:12]}...): "
+                        f"truncated or corrupt")
+            return None
+        load_checkpoint(path)
+    except Exception as err:  # unreadable, unpicklable, truncated zip: all mean "do not use"
+        return f"cannot be read ({type(err).__name__}: {err})"
+    return None
+
+
+def latest_good_checkpoint(directory: Path, warn: Callable[[str], None] = print, *,
+                           at_most: int | None = None) -> Path | None:
+    """The newest checkpoint (of step <= at_most) that passes `checkpoint_problem`; each one
+    skipped as untrustworthy is reported through `warn`."""
+    for path in reversed(list_checkpoints(directory)):
+        if at_most is not None and int(CKPT_PATTERN.match(path.name).group(1)) > at_most:
+            continue  # a rollback must not jump forward into a stale run's files
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        warn(f"checkpoint {path} {problem}; trying the previous one")
+    return None

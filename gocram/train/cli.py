@@ -1,8 +1,9 @@
-"""`gocram train`: one budgeted run, printing its result table."""
+"""`gocram train`: one budgeted run, printing its result table; `gocram status`: how a run is doing."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from gocram.config import load_config
 
@@ -15,6 +16,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     p.add_argument("overrides", nargs="*", metavar="section.key=value")
     p.set_defaults(handler=run)
+
+    p = sub.add_parser("status", help="how a run is doing (live or finished): progress, ETA, "
+                                      "val bpb, tokens/s, device, data wait, guard events")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the run's --out directory")
+    p.add_argument("--watch", nargs="?", type=float, const=2.0, metavar="SECONDS",
+                   help="refresh in place every SECONDS (default 2) until the run ends")
+    p.add_argument("--json", action="store_true", help="machine-readable (one line per refresh)")
+    p.set_defaults(handler=status)
 
 
 def format_result(result: dict) -> str:
@@ -47,6 +56,24 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"train.budget_s={args.budget}")
     cfg = load_config(args.config, overrides)
     result = train(cfg, args.out, resume=args.resume)
+    if result["status"] == "stopped":
+        print(f"[train] stopped by {result['signal']} at step {result['steps']} with a checkpoint; "
+              f"resume with: {resume_command(args)}")
+        return 0
     print(format_result(result))
     print(f"\nresult row: {args.out}/result.json")
     return 0
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The `gocram train` line that continues this run."""
+    words = ["gocram", "train", "--config", args.config]
+    if args.budget is not None:
+        words += ["--budget", str(args.budget)]
+    return shlex.join([*words, "--out", args.out, "--resume", *args.overrides])
+
+
+def status(args: argparse.Namespace) -> int:
+    from gocram.train.status import show
+
+    return show(args.run_dir, as_json=args.json, watch=args.watch)

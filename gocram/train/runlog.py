@@ -25,7 +25,10 @@ class RunLog:
     def event(self, record: dict) -> None:
         self.jsonl.write(json.dumps(record) + "\n")
         if self.tb is not None and "step" in record:
-            group = "val" if record.get("event") == "eval" else "train"
+            event = record.get("event")
+            # Step records are train/..., validations val/...; any other event (health guards,
+            # resume) gets its own event/<name>/... so it never adds points to the training curves.
+            group = "train" if event is None else "val" if event == "eval" else f"event/{event}"
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key not in ("step", "event"):
                     self.tb.add_scalar(f"{group}/{key}", value, record["step"])

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from gocram.bench.device import device_name, git_sha, peak_memory, pick_device, versions
@@ -29,10 +28,13 @@ from gocram.errors import GocramError
 from gocram.eval.bpb import Score, score_stream
 from gocram.models.gpt import GPT
 from gocram.models.registry import IGNORE_INDEX
-from gocram.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from gocram.train.checkpoint import latest_good_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from gocram.train.clock import BudgetClock
+from gocram.train.health import HealthGuard
 from gocram.train.runlog import RunLog
 from gocram.train.schedule import ScheduleShape, lr_multiplier
+from gocram.train.signals import GracefulStop
+from gocram.train.status import Heartbeat
 
 PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -68,12 +70,14 @@ class Progress:
 
 class Trainer:
     """One budgeted run. `monitors` see the run from start to end: each has start(trainer), called
-    once the budget clock exists, and stop() -> dict of metrics merged into the result row."""
+    once the budget clock exists, and stop() -> dict of metrics merged into the result row.
+    `stop` (signals.GracefulStop) asks the run to checkpoint and return at the next step boundary."""
 
     def __init__(self, cfg: RunConfig, out: Path, *, data: PreparedData | None = None,
-                 monitors: tuple = ()):
+                 monitors: tuple = (), stop: GracefulStop | None = None):
         self.cfg, self.out = cfg, out
         self.monitors = list(monitors)
+        self.stop = stop
         self.device = pick_device(cfg.train.device)
         self.precision = resolve_precision(cfg.train.precision, self.device)
         self.autocast = autocast_for(self.precision, self.device)
@@ -93,6 +97,15 @@ class Trainer:
         # Called with the budget fraction before every step: schedules other than the LR
         # (e.g. a token-drop rate) hang here.
         self.step_hooks: list = [self.model.set_budget_fraction]
+        # Called with the trainer after backward, before the health check and the update: the
+        # seam for gradient surgery and for injecting faults in tests.
+        self.grad_hooks: list = []
+        self.ckpt_dump = torch.save  # the checkpoint serialiser; tests inject a full disk here
+        self.guard = HealthGuard(cfg.health, log_event=lambda record: self.log.event(record),
+                                 warn=lambda line: self.log.progress(line, force=True))
+        self.have_checkpoint = False  # written by this process, or resumed from
+        self.last_skip: str | None = None  # why the last step was skipped, if it was
+        self.last_wait_s = 0.0  # seconds the last step waited for batches
         self.progress = Progress(next_eval_s=cfg.eval.every_s or float("inf"),
                                  next_ckpt_s=tc.ckpt_every_s or float("inf"))
         self.shape = ScheduleShape(warmup_frac=tc.warmup_frac, min_ratio=tc.min_lr_ratio,
@@ -123,12 +136,19 @@ class Trainer:
                          "val_curve": [list(point) for point in p.val_curve]},
             "config": self.cfg.to_dict(),
             "config_hash": self.cfg.hash(),
+            "health": self.guard.state_dict(),
         }
 
     def save(self) -> None:
         t0 = time.perf_counter()
-        save_checkpoint(self.checkpoint_state(), self.out / "checkpoint", self.progress.step,
-                        self.cfg.train.keep_checkpoints)
+        directory = self.out / "checkpoint"
+        try:
+            save_checkpoint(self.checkpoint_state(), directory, self.progress.step,
+                            self.cfg.train.keep_checkpoints, dump=self.ckpt_dump)
+            self.have_checkpoint = True
+        except OSError as err:  # disk full, unwritable: the guard decides whether to go on
+            self.guard.save_failed(err, step=self.progress.step, elapsed_s=self.progress.elapsed_s,
+                                   have_checkpoint=self.have_checkpoint, directory=directory)
         self.progress.ckpt_s += time.perf_counter() - t0
 
     def restore(self, path: Path) -> None:
@@ -146,6 +166,8 @@ class Trainer:
         if state["rng_cuda"]:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.progress = Progress(**state["progress"])
+        self.guard.load_state_dict(state.get("health"))
+        self.have_checkpoint = True
 
     # -- one optimizer step ----------------------------------------------------------------------
     def train_step(self, lr: float) -> tuple[float, int, int]:
@@ -155,8 +177,11 @@ class Trainer:
         accum = self.cfg.grad_accum
         total_loss = torch.zeros((), device=self.device)
         tokens = n_bytes = 0
+        wait_s = 0.0
         for _ in range(accum):
+            t0 = time.perf_counter()
             batch = self.sampler.next_batch()
+            wait_s += time.perf_counter() - t0
             real = batch.y[batch.y != IGNORE_INDEX].numpy()  # padding is not work done
             n_bytes += int(self.data.token_bytes[real].sum())
             tokens += real.size
@@ -166,13 +191,25 @@ class Trainer:
                                        document_ids=batch.document_ids) / accum
             self.scaler.scale(loss).backward()
             total_loss += loss.detach()
+        for hook in self.grad_hooks:
+            hook(self)
+        self.scaler.unscale_(self.optimizer)  # a no-op unless fp16: the guard needs the true norm
         if self.cfg.train.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
-        self.scaler.step(self.optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        else:
+            grad_norm = torch.nn.utils.get_total_norm(
+                [q.grad for q in self.model.parameters() if q.grad is not None])
+        loss_value, norm = torch.stack([total_loss.float(), grad_norm.float()]).tolist()  # one sync
+        # fp16: an overflowed gradient is routine; the scaler skips that step and lowers its scale.
+        self.last_skip = self.guard.check(
+            step=self.progress.step + 1, elapsed_s=self.progress.elapsed_s, loss=loss_value,
+            grad_norm=0.0 if self.scaler.is_enabled() else norm)
+        if self.last_skip is None:
+            self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        return total_loss.item(), tokens, n_bytes
+        self.last_wait_s = wait_s
+        return loss_value, tokens, n_bytes
 
     # -- evaluation ------------------------------------------------------------------------------
     def validate(self) -> Score:
@@ -214,13 +251,16 @@ class Trainer:
         shutil.copyfile(self.data.tokenizer_path, self.out / "tokenizer.json")
         (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=1))
         self.log = RunLog(self.out, progress_every_s=self.cfg.train.progress_every_s)
-        if resume:
-            found = latest_checkpoint(self.out / "checkpoint")
-            if found is None:
-                raise GocramError(f"--resume: no checkpoint under {self.out / 'checkpoint'}")
-            self.restore(found)
-            self.log.event({"event": "resume", "step": self.progress.step, "checkpoint": found.name})
-            self.log.progress(f"[train] resumed from {found} at step {self.progress.step}", force=True)
+        self.heartbeat = Heartbeat(self.out, self.cfg.health.heartbeat_every_s, self.device)
+        try:
+            if resume:
+                self._resume()
+            else:  # a rollback target from the start, and an unwritable directory found now
+                self.save()
+        except BaseException as err:
+            self.heartbeat.beat(self, state="failed", force=True, message=f"{type(err).__name__}: {err}")
+            self.log.close()
+            raise
         p, tc = self.progress, self.cfg.train
         sync = torch.cuda.synchronize if self.device.type == "cuda" else None
         clock = self.clock = BudgetClock(tc.budget_s, p.elapsed_s, sync)
@@ -228,9 +268,9 @@ class Trainer:
             monitor.start(self)
         monitored: dict = {}
         try:
-            while not self._done(clock):
+            while not self._done(clock) and not self._stopping():
                 frac = self._fraction(clock)
-                lr = tc.lr * lr_multiplier(tc.schedule, frac, self.shape)
+                lr = tc.lr * lr_multiplier(tc.schedule, frac, self.shape) * self.guard.lr_scale
                 for hook in self.step_hooks:
                     hook(frac)
                 clock.start()
@@ -239,29 +279,42 @@ class Trainer:
                 p.step += 1
                 p.elapsed_s, p.tokens, p.bytes = clock.elapsed_s, p.tokens + tokens, p.bytes + n_bytes
                 p.step_times.append(took)
-                if not np.isfinite(loss):
-                    raise GocramError(f"loss became {loss} at step {p.step}; lower train.lr")
-                if p.step % tc.log_every_steps == 0 or p.step == 1:
+                self.guard.watch_step(step=p.step, elapsed_s=p.elapsed_s, step_s=took,
+                                      wait_s=self.last_wait_s, sampler=self.sampler)
+                if self.last_skip is None and (p.step % tc.log_every_steps == 0 or p.step == 1):
                     self.log.event({"step": p.step, "loss": loss, "lr": lr, "step_s": took,
                                     "elapsed_s": round(p.elapsed_s, 3), "tokens": p.tokens,
-                                    "tok_per_s": p.tokens / p.elapsed_s})
+                                    "tok_per_s": p.tokens / p.elapsed_s,
+                                    "loader_wait_s": round(self.last_wait_s, 6)})
                 self.log.progress(
                     f"[train {p.elapsed_s:7.1f}/{tc.budget_s:.0f}s {100 * self._fraction(clock):3.0f}%]"
-                    f" step {p.step} loss {loss:.4f} lr {lr:.2e} {p.tokens / p.elapsed_s:,.0f} tok/s")
+                    f" step {p.step} loss {loss:.4f} lr {lr:.2e} {p.tokens / p.elapsed_s:,.0f} tok/s"
+                    f" data wait {self.last_wait_s / took if took else 0:.0%}")
+                if self.guard.rollback_due:  # restores progress in place; the clock keeps running
+                    self.guard.roll_back(self, step=p.step, elapsed_s=p.elapsed_s)
+                    continue
                 eval_due, ckpt_due = self._due(p)
                 if eval_due and not self._done(clock):
                     self.validate()
                     while p.next_eval_s <= p.elapsed_s:
                         p.next_eval_s += self.cfg.eval.every_s
-                if ckpt_due and not self._done(clock):
+                # Not inside a run of bad steps: their weights are what a rollback must escape
+                # (a time-based checkpoint stays due until the next good step).
+                if ckpt_due and not self._done(clock) and not self.guard.bad_in_a_row:
                     self.save()
                     while p.next_ckpt_s <= p.elapsed_s:
                         p.next_ckpt_s += tc.ckpt_every_s or float("inf")
+                self.heartbeat.beat(self, loss=loss, lr=lr)
+            if self._stopping():
+                return self._stopped()
             for monitor in self.monitors:
                 monitored.update(monitor.stop())
             score = self.validate()
             self.save()
-            result = {**self.result_row(score), **monitored}
+            result = {**self.result_row(score), **monitored, **self.guard.summary()}
+        except BaseException as err:
+            self.heartbeat.beat(self, state="failed", force=True, message=f"{type(err).__name__}: {err}")
+            raise
         finally:
             for monitor in self.monitors:
                 monitor.stop()  # idempotent: stops threads after a crash too
@@ -269,7 +322,36 @@ class Trainer:
         tmp = self.out / "result.json.tmp"
         tmp.write_text(json.dumps(result, indent=1))
         os.replace(tmp, self.out / "result.json")
+        self.heartbeat.beat(self, state="finished", force=True)
         return result
+
+    # -- health: resume, graceful stop -----------------------------------------------------------
+    def _resume(self) -> None:
+        directory = self.out / "checkpoint"
+        found = latest_good_checkpoint(directory, warn=lambda line: self.log.progress(
+            f"[train] --resume: {line}", force=True))
+        if found is None:
+            have = len(list_checkpoints(directory))
+            raise GocramError(f"--resume: no checkpoint under {directory}" if not have else
+                              f"--resume: none of the {have} checkpoints under {directory} is intact")
+        self.restore(found)
+        self.log.event({"event": "resume", "step": self.progress.step, "checkpoint": found.name})
+        self.log.progress(f"[train] resumed from {found} at step {self.progress.step}", force=True)
+
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.requested is not None
+
+    def _stopped(self) -> dict:
+        """A signal asked the run to stop: checkpoint now, no final validation, no result.json."""
+        p = self.progress
+        self.save()
+        self.log.event({"event": "stopped", "signal": self.stop.requested, "step": p.step,
+                        "elapsed_s": round(p.elapsed_s, 3), "time": round(time.time(), 3)})
+        message = f"stopped by {self.stop.requested} at step {p.step}; continue with --resume"
+        self.heartbeat.beat(self, state="stopped", force=True, message=message)
+        return {"status": "stopped", "signal": self.stop.requested, "steps": p.step,
+                "elapsed_s": p.elapsed_s, "budget_s": self.cfg.train.budget_s,
+                "checkpoint_written": self.have_checkpoint, **self.guard.summary()}
 
     def result_row(self, score: Score) -> dict:
         p, cfg = self.progress, self.cfg
@@ -303,4 +385,6 @@ class Trainer:
 
 
 def train(cfg: RunConfig, out: str | Path, *, resume: bool = False) -> dict:
-    return Trainer(cfg, Path(out)).run(resume=resume)
+    """One run; the first SIGTERM/SIGINT checkpoints and returns {"status": "stopped", ...}."""
+    with GracefulStop() as stop:
+        return Trainer(cfg, Path(out), stop=stop).run(resume=resume)
