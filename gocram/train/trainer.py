@@ -358,7 +358,10 @@ class Trainer:
         tokens_per_s = p.tokens / p.elapsed_s if p.elapsed_s else 0.0
         # Without compile the first step is warm-up noise; with it, it holds the compilation.
         steady = statistics.median(p.step_times[1:]) if len(p.step_times) > 2 else None
-        compile_s = max(p.step_times[0] - steady, 0.0) if cfg.train.compile and steady else 0.0
+        compile_s = 0.0
+        if cfg.train.compile and p.step_times:
+            # with no steady steps to subtract, the whole first step is the (upper-bound) estimate
+            compile_s = max(p.step_times[0] - (steady or 0.0), 0.0)
         fpt = flops_per_token(cfg.model, self.model.matmul_params())
         name = device_name(self.device)
         mfu_value, mfu_note = mfu(tokens_per_s, fpt, self.device.type, name)
