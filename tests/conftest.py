@@ -13,7 +13,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 # Tiny models on a shared 2-core machine run 10-70x slower with torch's default thread pool than
-# with one thread; the CLI subprocesses inherit this through the environment.
+# with one thread (spinning OpenMP workers also starve Triton's single-threaded interpreter); the
+# CLI subprocesses inherit this through the environment.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 

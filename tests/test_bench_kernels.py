@@ -14,13 +14,6 @@ from gocram.kernels.availability import unsupported_reason
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA the benchmark runs instead")
 def test_without_cuda_it_prints_the_reason_and_writes_nothing(tmp_path, capsys):

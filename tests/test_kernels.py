@@ -35,14 +35,6 @@ TOL = {
 SHAPES = [(1, 1023), (7, 769), (13, 256), (5, 768), (31, 65)]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The interpreter is single-threaded Python: torch's spinning OpenMP workers would starve it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def leaf(*shape, dtype, scale=1.0, shift=0.0):
     return (torch.randn(*shape, device=DEVICE) * scale + shift).to(dtype).requires_grad_()

@@ -33,13 +33,6 @@ needs_kernels = pytest.mark.skipif(_REASON is not None,
                                    reason=f"needs CUDA or TRITON_INTERPRET=1: {_REASON}")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # -- the availability helper ---------------------------------------------------------------------
 def test_unsupported_reason_names_the_problem():

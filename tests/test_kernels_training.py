@@ -20,14 +20,6 @@ needs_kernels = pytest.mark.skipif(_REASON is not None,
 STEPS = 20
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The interpreter is single-threaded Python: torch's spinning OpenMP workers would starve it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def reference_runs() -> dict:

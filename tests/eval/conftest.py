@@ -56,11 +56,3 @@ def trained_run(go_corpus, cache_dir, tmp_path_factory) -> Path:
     train(cfg, out)
     return out
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models decode token by token: one thread avoids OpenMP spin on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
