@@ -112,7 +112,8 @@ def table_rows(summaries: list[CellSummary]) -> list[dict]:
         first = s.rows[0]
         out.append({
             "cell": s.cell, "kind": s.kinds, "status": s.status, "seeds": tps.n,
-            "tokens/s": tps.fmt(",.0f"), "Δ tokens/s": d_tps[0], "val bpb": bpb.fmt(".4f"),
+            "tokens/s": tps.fmt(",.0f"), "Δ tokens/s": d_tps[0],
+            "bytes/s": s.stat("bytes_per_s").fmt(",.0f"), "val bpb": bpb.fmt(".4f"),
             "Δ bpb": d_bpb[0], "steps": s.stat("steps").fmt(".0f"),
             "compile s": s.stat("compile_s").fmt(".1f"), "util": _util(s),
             "peak MiB": (f"{s.stat('peak_mem_bytes').mean / 2**20:,.0f}"
@@ -126,8 +127,8 @@ def table_rows(summaries: list[CellSummary]) -> list[dict]:
     return out
 
 
-MD_COLUMNS = ["cell", "kind", "status", "seeds", "tokens/s", "Δ tokens/s", "val bpb", "Δ bpb", "steps",
-              "compile s", "util", "peak MiB", "MFU", "config", "git"]
+MD_COLUMNS = ["cell", "kind", "status", "seeds", "tokens/s", "Δ tokens/s", "bytes/s", "val bpb", "Δ bpb",
+              "steps", "compile s", "util", "peak MiB", "MFU", "config", "git"]
 
 
 def markdown(matrix: str, device: str, rows: list[dict], runs: list[dict], description: str = "") -> str:
@@ -163,9 +164,9 @@ def markdown(matrix: str, device: str, rows: list[dict], runs: list[dict], descr
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    columns = ["cell", "_toggles", "kind", "status", "seeds", "_tps_mean", "_tps_sd", "_bpb_mean",
-               "_bpb_sd", "_xz_bpb", "Δ tokens/s", "Δ bpb", "steps", "compile s", "util", "peak MiB",
-               "MFU", "config", "git"]
+    columns = ["cell", "_toggles", "kind", "status", "seeds", "_tps_mean", "_tps_sd", "bytes/s",
+               "_bpb_mean", "_bpb_sd", "_xz_bpb", "Δ tokens/s", "Δ bpb", "steps", "compile s", "util",
+               "peak MiB", "MFU", "config", "git"]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow([c.lstrip("_") for c in columns])
