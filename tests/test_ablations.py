@@ -224,7 +224,7 @@ def test_deltas_are_flagged_only_beyond_seed_noise(tmp_path):
 
 
 def test_cli_lists_toggles_and_cells_and_names_a_missing_matrix():
-    from conftest import run_gocram
+    from tests.conftest import run_gocram
 
     listed = run_gocram("lab", "--toggles")
     assert listed.returncode == 0 and "triton_layernorm" in listed.stdout and "approximate" in listed.stdout

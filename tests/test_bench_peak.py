@@ -8,9 +8,9 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO
 
 from gocram.bench.peak import main, measure
+from tests.conftest import REPO
 
 
 def test_measured_peak_is_the_best_size_and_positive():
