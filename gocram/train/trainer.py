@@ -29,9 +29,9 @@ from gocram.errors import GocramError
 from gocram.eval.bpb import Score, score_stream
 from gocram.models.gpt import GPT
 from gocram.models.registry import IGNORE_INDEX
-from gocram.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from gocram.train.clock import BudgetClock
-from gocram.train.runlog import RunLog
+from gocram.train.engines import ENGINES
+from gocram.train.runlog import NullLog, RunLog
 from gocram.train.schedule import ScheduleShape, lr_multiplier
 
 PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -74,7 +74,9 @@ class Trainer:
                  monitors: tuple = ()):
         self.cfg, self.out = cfg, out
         self.monitors = list(monitors)
-        self.device = pick_device(cfg.train.device)
+        # The engine first: it joins the process group, so the device and the sampler know the rank.
+        self.engine = ENGINES.build(cfg.train.engine, cfg)
+        self.device = self.engine.device(pick_device(cfg.train.device))
         self.precision = resolve_precision(cfg.train.precision, self.device)
         self.autocast = autocast_for(self.precision, self.device)
         torch.manual_seed(cfg.train.seed)
@@ -82,10 +84,10 @@ class Trainer:
         self.model = GPT(cfg.model).to(self.device)
         self._check_supported()
         tc = cfg.train
-        self.optimizer = torch.optim.AdamW(
-            self.model.optimizer_groups(tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2),
-            fused=self.device.type == "cuda",
-        )
+        self.n_params, self.n_matmul_params = self.model.num_params(), self.model.matmul_params()
+        self.accum = self.engine.local_accum(cfg.grad_accum)  # micro-batches per rank per step
+        self.step_model, self.optimizer = self.engine.wrap(
+            self.model, self._make_optimizer, precision=self.precision, accum=self.accum)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.sampler = LAYOUTS.build(cfg.data.layout, self.data.train, seq_len=cfg.model.seq_len,
                                      batch=tc.micro_batch, seed=tc.seed,
@@ -97,7 +99,13 @@ class Trainer:
                                  next_ckpt_s=tc.ckpt_every_s or float("inf"))
         self.shape = ScheduleShape(warmup_frac=tc.warmup_frac, min_ratio=tc.min_lr_ratio,
                                    decay_frac=tc.decay_frac)
-        self.step_model = torch.compile(self.model) if tc.compile else self.model
+        if tc.compile:
+            self.step_model = torch.compile(self.step_model)
+
+    def _make_optimizer(self, model) -> torch.optim.Optimizer:
+        tc = self.cfg.train
+        return torch.optim.AdamW(model.optimizer_groups(tc.weight_decay), lr=tc.lr,
+                                 betas=(tc.beta1, tc.beta2), fused=self.device.type == "cuda")
 
     def _check_supported(self) -> None:
         backend = self.model.blocks[0].attn.backend
@@ -113,8 +121,8 @@ class Trainer:
     def checkpoint_state(self) -> dict:
         p = self.progress
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": self.engine.model_state(self.model),
+            "optimizer": self.engine.optimizer_state(self.model, self.optimizer),
             "scaler": self.scaler.state_dict(),
             "sampler": self.sampler.state_dict(),
             "rng_cpu": torch.get_rng_state(),
@@ -127,19 +135,18 @@ class Trainer:
 
     def save(self) -> None:
         t0 = time.perf_counter()
-        save_checkpoint(self.checkpoint_state(), self.out / "checkpoint", self.progress.step,
-                        self.cfg.train.keep_checkpoints)
+        self.engine.save(self.checkpoint_state(), self.out / "checkpoint", self.progress.step,
+                         self.cfg.train.keep_checkpoints)
         self.progress.ckpt_s += time.perf_counter() - t0
 
     def restore(self, path: Path) -> None:
-        state = load_checkpoint(path)
+        state = self.engine.load(path)  # this rank's sampler and RNG states
         if state["config_hash"] != self.cfg.hash():
             saved = config_from_dict(state["config"]).flat()
             differ = [k for k, v in self.cfg.flat().items() if saved.get(k) != v]
             raise GocramError(f"{path}: written by a run with another config (differs in "
                               f"{', '.join(differ)}); resume with the same config")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.engine.load_weights(self.model, self.optimizer, state, path)
         self.scaler.load_state_dict(state["scaler"])
         self.sampler.load_state_dict(state["sampler"])
         torch.set_rng_state(state["rng_cpu"])
@@ -152,26 +159,23 @@ class Trainer:
         """Accumulate micro-batches to the target batch; returns (mean loss, tokens, bytes)."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        accum = self.cfg.grad_accum
+        accum = self.accum
         total_loss = torch.zeros((), device=self.device)
         tokens = n_bytes = 0
-        for _ in range(accum):
+        for i in range(accum):
             batch = self.sampler.next_batch()
             real = batch.y[batch.y != IGNORE_INDEX].numpy()  # padding is not work done
             n_bytes += int(self.data.token_bytes[real].sum())
             tokens += real.size
             batch = batch.to(self.device)
-            with self.autocast():
-                loss = self.step_model(batch.x, batch.y, positions=batch.positions,
-                                       document_ids=batch.document_ids) / accum
-            self.scaler.scale(loss).backward()
+            with self.engine.accumulating(last=i == accum - 1):
+                with self.autocast():
+                    loss = self.step_model(batch.x, batch.y, positions=batch.positions,
+                                           document_ids=batch.document_ids) / accum
+                self.engine.backward(loss, self.scaler)
             total_loss += loss.detach()
-        if self.cfg.train.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        # unscale, clip, step, update the loss scale, zero the gradients (engines/base.py)
+        self.engine.optimizer_step(self.model, self.optimizer, self.scaler, self.cfg.train.grad_clip)
         return total_loss.item(), tokens, n_bytes
 
     # -- evaluation ------------------------------------------------------------------------------
@@ -211,11 +215,14 @@ class Trainer:
     # -- the run ---------------------------------------------------------------------------------
     def run(self, *, resume: bool = False) -> dict:
         self.out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.data.tokenizer_path, self.out / "tokenizer.json")
-        (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=1))
-        self.log = RunLog(self.out, progress_every_s=self.cfg.train.progress_every_s)
+        main = self.engine.is_main  # only rank 0 writes files and logs
+        if main:
+            shutil.copyfile(self.data.tokenizer_path, self.out / "tokenizer.json")
+            (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=1))
+        self.log = (RunLog(self.out, progress_every_s=self.cfg.train.progress_every_s) if main
+                    else NullLog())
         if resume:
-            found = latest_checkpoint(self.out / "checkpoint")
+            found = self.engine.latest(self.out / "checkpoint")
             if found is None:
                 raise GocramError(f"--resume: no checkpoint under {self.out / 'checkpoint'}")
             self.restore(found)
@@ -236,6 +243,8 @@ class Trainer:
                 clock.start()
                 loss, tokens, n_bytes = self.train_step(lr)
                 took = clock.stop()
+                loss, tokens, n_bytes, clock.elapsed_s = self.engine.agree(loss, tokens, n_bytes,
+                                                                           clock.elapsed_s)
                 p.step += 1
                 p.elapsed_s, p.tokens, p.bytes = clock.elapsed_s, p.tokens + tokens, p.bytes + n_bytes
                 p.step_times.append(took)
@@ -266,6 +275,9 @@ class Trainer:
             for monitor in self.monitors:
                 monitor.stop()  # idempotent: stops threads after a crash too
             self.log.close()
+            self.engine.close()
+        if not main:
+            return result
         tmp = self.out / "result.json.tmp"
         tmp.write_text(json.dumps(result, indent=1))
         os.replace(tmp, self.out / "result.json")
@@ -277,7 +289,7 @@ class Trainer:
         # Without compile the first step is warm-up noise; with it, it holds the compilation.
         steady = statistics.median(p.step_times[1:]) if len(p.step_times) > 2 else None
         compile_s = max(p.step_times[0] - steady, 0.0) if cfg.train.compile and steady else 0.0
-        fpt = flops_per_token(cfg.model, self.model.matmul_params())
+        fpt = flops_per_token(cfg.model, self.n_matmul_params)  # counted before sharding
         name = device_name(self.device)
         mfu_value, mfu_note = mfu(tokens_per_s, fpt, self.device.type, name)
         mem, mem_kind = peak_memory(self.device)
@@ -292,7 +304,8 @@ class Trainer:
             "budget_s": cfg.train.budget_s, "elapsed_s": p.elapsed_s,
             "compile_s": compile_s, "eval_s": p.eval_s, "ckpt_s": p.ckpt_s,
             "peak_mem_bytes": mem, "peak_mem_kind": mem_kind,
-            "n_params": self.model.num_params(), "precision": self.precision,
+            "n_params": self.n_params, "precision": self.precision,
+            "engine": cfg.train.engine, "world_size": self.engine.world_size,
             "device": self.device.type, "device_name": name,
             "val_curve": p.val_curve,
             "config_hash": cfg.hash(), "git_sha": git_sha(), "versions": versions(),
