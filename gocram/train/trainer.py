@@ -291,7 +291,8 @@ class Trainer:
         compile_s = max(p.step_times[0] - steady, 0.0) if cfg.train.compile and steady else 0.0
         fpt = flops_per_token(cfg.model, self.n_matmul_params)  # counted before sharding
         name = device_name(self.device)
-        mfu_value, mfu_note = mfu(tokens_per_s, fpt, self.device.type, name)
+        # per device: tokens_per_s counts every rank, the peak is one device's
+        mfu_value, mfu_note = mfu(tokens_per_s / self.engine.world_size, fpt, self.device.type, name)
         mem, mem_kind = peak_memory(self.device)
         return {
             "status": "ok",
