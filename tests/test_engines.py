@@ -110,8 +110,12 @@ def test_engine_matches_one_process_and_resumes(engine, tmp_path, single_run, ba
     out = tmp_path / engine
     torchrun(*base_args, *SHORT, "train.micro_batch=4", "--engine", engine, "--out", str(out))
     result = json.loads((out / "result.json").read_text())
+    reference = json.loads((single_run / "result.json").read_text())
     assert result["world_size"] == 2 and result["engine"] == engine
-    assert result["tokens"] == json.loads((single_run / "result.json").read_text())["tokens"]
+    assert result["tokens"] == reference["tokens"]
+    # validation split over the ranks: every val byte scored once, the same score
+    assert (result["val_bytes"], result["val_tokens"]) == (reference["val_bytes"], reference["val_tokens"])
+    assert result["val_bpb"] == pytest.approx(reference["val_bpb"], rel=1e-5)
     ref = losses(single_run)
     assert losses(out) == pytest.approx(ref, rel=1e-5)
     assert max_diff(final_params(out), final_params(single_run)) < TOLERANCE[engine]

@@ -25,8 +25,9 @@ from gocram.bench.flops import flops_per_token, mfu
 from gocram.config import RunConfig, config_from_dict, layout_needs_document_mask
 from gocram.data.batches import LAYOUTS
 from gocram.data.prepare import PreparedData, prepare_data
+from gocram.data.windows import eval_chunks
 from gocram.errors import GocramError
-from gocram.eval.bpb import Score, score_stream
+from gocram.eval.bpb import Score, score_chunks
 from gocram.models.gpt import GPT
 from gocram.models.registry import IGNORE_INDEX
 from gocram.train.clock import BudgetClock
@@ -181,9 +182,11 @@ class Trainer:
     # -- evaluation ------------------------------------------------------------------------------
     def validate(self) -> Score:
         t0 = time.perf_counter()
-        score = score_stream(self.model, self.data.val, self.data.token_bytes,
-                             seq_len=self.cfg.model.seq_len, batch=self.cfg.eval.micro_batch,
-                             device=self.device, autocast=self.autocast)
+        # Each rank scores its share of the fixed val chunks; the sums are added across ranks.
+        chunks = self.engine.shard_eval(eval_chunks(self.data.val, self.cfg.model.seq_len))
+        score = self.engine.reduce_score(score_chunks(
+            self.model, chunks, self.data.token_bytes, batch=self.cfg.eval.micro_batch,
+            device=self.device, autocast=self.autocast))
         took = time.perf_counter() - t0
         self.progress.eval_s += took
         self.progress.val_curve.append([round(self.progress.elapsed_s, 3), score.bpb])

@@ -12,9 +12,12 @@ from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from gocram.errors import ConfigError, GocramError
+from gocram.eval.bpb import Score
+from gocram.models.registry import IGNORE_INDEX
 from gocram.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
 RANK_KEYS = ("sampler", "rng_cpu", "rng_cuda")  # checkpoint entries that differ per rank
@@ -76,6 +79,15 @@ class Engine:
         """The step's numbers as every rank must see them: mean loss, global tokens and bytes,
         and rank 0's budget clock (so the LR, eval/checkpoint times and the stop agree)."""
         return loss, tokens, n_bytes, elapsed_s
+
+    # -- validation ------------------------------------------------------------------------------
+    def shard_eval(self, chunks: list) -> list:
+        """The validation chunks this rank scores: all of them in one process."""
+        return chunks
+
+    def reduce_score(self, score: Score) -> Score:
+        """This rank's score summed with every other rank's."""
+        return score
 
     # -- checkpoints -----------------------------------------------------------------------------
     def model_state(self, model) -> dict | None:
@@ -141,6 +153,26 @@ class ProcessGroupEngine(Engine):
         dist.all_reduce(stats)
         loss, tokens, n_bytes, elapsed_s = stats.tolist()
         return loss / self.world_size, int(tokens), int(n_bytes), elapsed_s
+
+    def shard_eval(self, chunks: list) -> list:
+        # Every world-th chunk, padded with blank chunks (no targets: nothing scored) to the same
+        # count on every rank, since FSDP and ZeRO-3 need every rank in every forward.
+        if not chunks:
+            return chunks
+        mine = chunks[self.rank::self.world_size]
+        per_rank = -(-len(chunks) // self.world_size)
+        x, y = chunks[0]
+        blank = (np.zeros_like(x), np.full_like(y, IGNORE_INDEX))
+        return mine + [blank] * (per_rank - len(mine))
+
+    def reduce_score(self, score: Score) -> Score:
+        import torch.distributed as dist
+
+        stats = torch.tensor([score.nll_nats, score.tokens, score.bytes], dtype=torch.float64,
+                             device=self._stats_device)
+        dist.all_reduce(stats)
+        nll, tokens, n_bytes = stats.tolist()
+        return Score(nll, int(tokens), int(n_bytes))
 
     def barrier(self) -> None:
         import torch.distributed as dist
