@@ -123,6 +123,9 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     compile: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # How the run spreads over processes (train/engines): single, ddp, fsdp, zero1, zero2, zero3.
+    # With several processes train.micro_batch is per process and train.batch_tokens is global.
+    engine: str = "single"
     seed: int = 0
     log_every_steps: int = 10
     progress_every_s: float = 5.0
@@ -316,6 +319,7 @@ def build_config(values: dict[str, Any]) -> RunConfig:
     cfg.grad_accum  # noqa: B018 - validates batch_tokens against the batch shape
     _check_part_names(cfg)
     _check_layout_attention(cfg)
+    _check_engine(cfg)
     return cfg
 
 
@@ -334,6 +338,23 @@ def _check_part_names(cfg: RunConfig) -> None:
                 registry.get(value)  # raises with the choices and a suggestion
             except ConfigError as err:
                 raise ConfigError(f"{field_name}: {err}") from None
+
+
+def _check_engine(cfg: RunConfig) -> None:
+    """Engines that cannot take a setting say so here, before any process is launched."""
+    from gocram.train.engines import ENGINES  # lazy entries: no deepspeed import here
+
+    try:
+        engine = ENGINES.get(cfg.train.engine)
+    except ConfigError as err:
+        raise ConfigError(f"train.engine: {err}") from None
+    where = f"train.engine={cfg.train.engine!r}"
+    if cfg.train.compile and not engine.supports_compile:
+        raise ConfigError(f"{where} cannot run with train.compile=true: torch.compile under "
+                          f"DeepSpeed's ZeRO hooks is not wired here; use engine ddp or fsdp to compile")
+    if cfg.train.precision == "fp16" and not engine.supports_fp16:
+        raise ConfigError(f"{where} cannot run with train.precision=fp16: its loss scaling is not "
+                          f"torch's GradScaler; use bf16 (or engine single/ddp for fp16)")
 
 
 def layout_needs_document_mask(layout: str) -> bool:

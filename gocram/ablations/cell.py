@@ -22,9 +22,10 @@ def run_cell(spec: dict) -> dict:
     cfg = config_from_dict(spec["config"])
     out = Path(spec["out"])
     trainer = Trainer(cfg, out)
-    trainer.monitors.append(default_monitor(trainer.device.type))
-    if spec.get("profile"):
-        trainer.monitors.append(ProfilerMonitor(out / "profile"))
+    if trainer.engine.is_main:  # under torchrun, rank 0 measures for the cell
+        trainer.monitors.append(default_monitor(trainer.device.type))
+        if spec.get("profile"):
+            trainer.monitors.append(ProfilerMonitor(out / "profile"))
     return trainer.run()
 
 

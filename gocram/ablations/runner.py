@@ -52,6 +52,17 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)[:80]
 
 
+def cell_launcher(cfg: RunConfig) -> list[str]:
+    """python, or torchrun with one process per GPU (two gloo processes on CPU) for the engines
+    that need a process group; rank 0 writes the cell's result.json."""
+    from gocram.train.engines import ENGINES, launch_nproc
+
+    if not ENGINES.get(cfg.train.engine).distributed:
+        return [sys.executable]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={launch_nproc()}"]
+
+
 def run_cell_process(cfg: RunConfig, run_dir: Path, *, timeout_s: float,
                      profile: bool) -> tuple[str, dict | None]:
     """(status, result): stream the cell's progress lines, keep its last lines for a failure reason."""
@@ -62,9 +73,9 @@ def run_cell_process(cfg: RunConfig, run_dir: Path, *, timeout_s: float,
     spec.write_text(json.dumps({"config": cfg.to_dict(), "out": str(run_dir), "profile": profile}))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    proc = subprocess.Popen([sys.executable, "-m", "gocram.ablations.cell", str(spec)], cwd=os.getcwd(),
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen([*cell_launcher(cfg), "-m", "gocram.ablations.cell", str(spec)],
+                            cwd=os.getcwd(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
     tail: collections.deque[str] = collections.deque(maxlen=40)
 
     def pump() -> None:
@@ -77,8 +88,14 @@ def run_cell_process(cfg: RunConfig, run_dir: Path, *, timeout_s: float,
     try:
         code = proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        # SIGTERM first: torchrun passes it on to its workers, which run in sessions of their own
+        # and would survive a SIGKILL of the launcher's group.
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         reader.join(timeout=5)
         return f"failed: timeout after {timeout_s:.0f}s", None
     reader.join(timeout=5)

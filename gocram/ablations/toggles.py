@@ -31,13 +31,15 @@ class RunEnv:
     device_type: str  # "cuda" or "cpu"
     device_name: str
     triton_interpret: bool
+    device_count: int = 1  # GPUs a multi-process engine cell would spread over
 
     @classmethod
     def detect(cls, requested: str = "auto") -> RunEnv:
         from gocram.bench.device import device_name, pick_device
 
         device = pick_device(requested)
-        return cls(device.type, device_name(device), os.environ.get("TRITON_INTERPRET") == "1")
+        count = torch.cuda.device_count() if device.type == "cuda" else 1
+        return cls(device.type, device_name(device), os.environ.get("TRITON_INTERPRET") == "1", count)
 
 
 Overrides = dict[str, Any]
@@ -162,6 +164,37 @@ def precision_support(env: RunEnv, cfg: RunConfig) -> str | None:
     return None
 
 
+def engine_support(env: RunEnv, cfg: RunConfig) -> str | None:
+    from gocram.train.engines import ENGINES
+
+    engine = ENGINES.get(cfg.train.engine)
+    reason = engine.unsupported_reason(env.device_type)
+    if reason:
+        return reason
+    if engine.distributed and env.device_type == "cuda" and env.device_count < 2:
+        return (f"a multi-process engine needs >= 2 GPUs, found {env.device_count}; one process "
+                f"would measure only the wrapper's overhead")
+    return None
+
+
+def _engine_overrides(cfg: RunConfig, value: Any) -> Overrides:
+    """Same global batch as the base cell, split over the processes the runner launches (one per
+    GPU, two gloo processes on CPU): micro_batch / nproc per process, batch_tokens pinned."""
+    from gocram.train.engines import ENGINES, launch_nproc
+
+    overrides: Overrides = {"train.engine": value}
+    if not ENGINES.get(value).distributed:
+        return overrides
+    nproc = launch_nproc()
+    tc = cfg.train
+    if tc.micro_batch % nproc:
+        raise ConfigError(f"engine={value}: train.micro_batch={tc.micro_batch} cannot be split over "
+                          f"{nproc} processes; engine cells keep the base cell's global batch")
+    overrides["train.micro_batch"] = tc.micro_batch // nproc
+    overrides["train.batch_tokens"] = tc.micro_batch * cfg.model.seq_len * cfg.grad_accum
+    return overrides
+
+
 # -- the shipped toggles -------------------------------------------------------------------------
 
 def _twin_activation(cfg: RunConfig, _value: Any) -> Overrides:
@@ -211,3 +244,9 @@ register(Toggle(
     name="tokenizer", kind="approximate", stage="config", group="tokenizer", takes_value=True,
     description="Go-aware BPE tricks by name (data/tokenizer/tricks.py), e.g. go,ws,idioms",
     apply=lambda cfg, v: {"data.tokenizer_tricks": str(v)}))
+register(Toggle(
+    name="engine", kind="exact", stage="engine", group="engine", takes_value=True,
+    description="training engine (single, ddp, zero1, zero2: equal to one process up to fp32 "
+                "reduction order; fsdp, zero3: also regather shards, equal within 1e-4 in tests), "
+                "same global batch, launched by torchrun",
+    apply=_engine_overrides, supported=engine_support))

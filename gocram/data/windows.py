@@ -6,36 +6,48 @@ import numpy as np
 import torch
 
 from gocram.data.batches import LAYOUTS, Batch
+from gocram.data.layouts import default_slot
 from gocram.models.registry import IGNORE_INDEX
 
 
 @LAYOUTS.register("random")
 class RandomWindows:
-    """Batches of random length-T windows (crossing documents), y shifted by one. Resumable."""
+    """Batches of random length-T windows (crossing documents), y shifted by one. Resumable.
+
+    Under several processes every rank draws the same global batch of B * world windows from the
+    same seeded generator and keeps its own slice: ranks never share a window within a step, and
+    the union of their batches is exactly what one process with batch B * world would draw.
+    """
 
     document_mask = False  # windows cross documents on purpose: plain causal attention
     padding_fraction = 0.0  # windows are always full
 
     def __init__(self, tokens: np.ndarray, *, seq_len: int, batch: int, seed: int,
-                 doc_offsets: np.ndarray | None = None):  # windows ignore document boundaries
+                 doc_offsets: np.ndarray | None = None,  # windows ignore document boundaries
+                 slot: tuple[int, int] | None = None):
         if len(tokens) < seq_len + 2:
             raise ValueError(f"token stream of {len(tokens)} tokens is shorter than seq_len+2")
         self.tokens, self.seq_len, self.batch = tokens, seq_len, batch
         self.generator = torch.Generator().manual_seed(seed)
         self.batches = 0
+        self.slot, self.n_slots = slot if slot is not None else default_slot()
 
     def next_batch(self) -> Batch:
         T = self.seq_len
-        starts = torch.randint(0, len(self.tokens) - T - 1, (self.batch,), generator=self.generator)
+        starts = torch.randint(0, len(self.tokens) - T - 1, (self.batch * self.n_slots,),
+                               generator=self.generator)[self.slot * self.batch:(self.slot + 1) * self.batch]
         rows = np.stack([self.tokens[s:s + T + 1] for s in starts.tolist()]).astype(np.int64)
         self.batches += 1
         window = torch.from_numpy(rows)  # (B, T+1)
         return Batch(x=window[:, :-1], y=window[:, 1:])  # (B, T), (B, T)
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "batches": self.batches}
+        return {"generator": self.generator.get_state(), "batches": self.batches,
+                "slot": [self.slot, self.n_slots]}
 
     def load_state_dict(self, state: dict) -> None:
+        if list(state.get("slot", [0, 1])) != [self.slot, self.n_slots]:
+            raise ValueError(f"state was saved by reader {state['slot']}, not {[self.slot, self.n_slots]}")
         self.generator.set_state(state["generator"])
         self.batches = state["batches"]
 

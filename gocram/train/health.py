@@ -29,7 +29,6 @@ from pathlib import Path
 
 from gocram.config import HealthConfig
 from gocram.errors import GocramError
-from gocram.train.checkpoint import latest_good_checkpoint
 from gocram.train.status import json_number
 
 EVENT_KINDS = ("nonfinite_steps", "spike_steps", "rollbacks", "ckpt_failures", "slow_steps")
@@ -108,7 +107,8 @@ class HealthGuard:
                 f"training diverged: {self.bad_in_a_row} bad steps in a row at step {step} after "
                 f"{self.counts['rollbacks']} rollback(s) (LR scale {self.lr_scale:g}); lower train.lr "
                 f"or raise health.max_rollbacks (events in {trainer.out / 'log.jsonl'})")
-        found = latest_good_checkpoint(trainer.out / "checkpoint", warn=self.warn, at_most=step)
+        # the engine picks: under torchrun rank 0 chooses and every rank restores the same one
+        found = trainer.engine.latest(trainer.out / "checkpoint", warn=self.warn, at_most=step)
         if found is None:
             raise GocramError(f"training diverged at step {step} and there is no good checkpoint "
                               f"under {trainer.out / 'checkpoint'} to roll back to")

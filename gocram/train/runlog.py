@@ -43,3 +43,16 @@ class RunLog:
         self.jsonl.close()
         if self.tb is not None:
             self.tb.close()
+
+
+class NullLog:
+    """What ranks other than 0 log to in a multi-process run: nothing (rank 0 speaks for all)."""
+
+    def event(self, record: dict) -> None:
+        pass
+
+    def progress(self, line: str, *, force: bool = False) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

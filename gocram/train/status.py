@@ -144,6 +144,14 @@ class Heartbeat:
             trainer.log.progress(f"[health] status.json not written ({err})", force=True)
 
 
+
+class NullHeartbeat:
+    """What ranks other than 0 beat with under torchrun: nothing (rank 0's status.json is the run's)."""
+
+    def beat(self, trainer, **kwargs) -> None:
+        pass
+
+
 # -- `gocram status` ---------------------------------------------------------------------------
 def load_status(run_dir: Path) -> dict:
     """The heartbeat, completed from result.json when the run has one; raises when neither."""

@@ -24,17 +24,19 @@ from gocram.bench.flops import flops_per_token, mfu
 from gocram.config import RunConfig, config_from_dict, layout_needs_document_mask
 from gocram.data.batches import LAYOUTS
 from gocram.data.prepare import PreparedData, prepare_data
+from gocram.data.windows import eval_chunks
 from gocram.errors import GocramError
-from gocram.eval.bpb import Score, score_stream
+from gocram.eval.bpb import Score, score_chunks
 from gocram.models.gpt import GPT
 from gocram.models.registry import IGNORE_INDEX
-from gocram.train.checkpoint import latest_good_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from gocram.train.checkpoint import list_checkpoints
 from gocram.train.clock import BudgetClock
+from gocram.train.engines import ENGINES
 from gocram.train.health import HealthGuard
-from gocram.train.runlog import RunLog
+from gocram.train.runlog import NullLog, RunLog
 from gocram.train.schedule import ScheduleShape, lr_multiplier
 from gocram.train.signals import GracefulStop
-from gocram.train.status import Heartbeat
+from gocram.train.status import Heartbeat, NullHeartbeat
 
 PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -78,7 +80,9 @@ class Trainer:
         self.cfg, self.out = cfg, out
         self.monitors = list(monitors)
         self.stop = stop
-        self.device = pick_device(cfg.train.device)
+        # The engine first: it joins the process group, so the device and the sampler know the rank.
+        self.engine = ENGINES.build(cfg.train.engine, cfg)
+        self.device = self.engine.device(pick_device(cfg.train.device))
         self.precision = resolve_precision(cfg.train.precision, self.device)
         self.autocast = autocast_for(self.precision, self.device)
         torch.manual_seed(cfg.train.seed)
@@ -86,10 +90,10 @@ class Trainer:
         self.model = GPT(cfg.model).to(self.device)
         self._check_supported()
         tc = cfg.train
-        self.optimizer = torch.optim.AdamW(
-            self.model.optimizer_groups(tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2),
-            fused=self.device.type == "cuda",
-        )
+        self.n_params, self.n_matmul_params = self.model.num_params(), self.model.matmul_params()
+        self.accum = self.engine.local_accum(cfg.grad_accum)  # micro-batches per rank per step
+        self.step_model, self.optimizer = self.engine.wrap(
+            self.model, self._make_optimizer, precision=self.precision, accum=self.accum)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.sampler = LAYOUTS.build(cfg.data.layout, self.data.train, seq_len=cfg.model.seq_len,
                                      batch=tc.micro_batch, seed=tc.seed,
@@ -110,7 +114,14 @@ class Trainer:
                                  next_ckpt_s=tc.ckpt_every_s or float("inf"))
         self.shape = ScheduleShape(warmup_frac=tc.warmup_frac, min_ratio=tc.min_lr_ratio,
                                    decay_frac=tc.decay_frac)
-        self.step_model = torch.compile(self.model) if tc.compile else self.model
+        self.stop_agreed = False  # a stop signal, once every rank has heard of it
+        if tc.compile:
+            self.step_model = torch.compile(self.step_model)
+
+    def _make_optimizer(self, model) -> torch.optim.Optimizer:
+        tc = self.cfg.train
+        return torch.optim.AdamW(model.optimizer_groups(tc.weight_decay), lr=tc.lr,
+                                 betas=(tc.beta1, tc.beta2), fused=self.device.type == "cuda")
 
     def _check_supported(self) -> None:
         backend = self.model.blocks[0].attn.backend
@@ -126,8 +137,8 @@ class Trainer:
     def checkpoint_state(self) -> dict:
         p = self.progress
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": self.engine.model_state(self.model),
+            "optimizer": self.engine.optimizer_state(self.model, self.optimizer),
             "scaler": self.scaler.state_dict(),
             "sampler": self.sampler.state_dict(),
             "rng_cpu": torch.get_rng_state(),
@@ -143,8 +154,8 @@ class Trainer:
         t0 = time.perf_counter()
         directory = self.out / "checkpoint"
         try:
-            save_checkpoint(self.checkpoint_state(), directory, self.progress.step,
-                            self.cfg.train.keep_checkpoints, dump=self.ckpt_dump)
+            self.engine.save(self.checkpoint_state(), directory, self.progress.step,
+                             self.cfg.train.keep_checkpoints, dump=self.ckpt_dump)
             self.have_checkpoint = True
         except OSError as err:  # disk full, unwritable: the guard decides whether to go on
             self.guard.save_failed(err, step=self.progress.step, elapsed_s=self.progress.elapsed_s,
@@ -152,14 +163,13 @@ class Trainer:
         self.progress.ckpt_s += time.perf_counter() - t0
 
     def restore(self, path: Path) -> None:
-        state = load_checkpoint(path)
+        state = self.engine.load(path)  # this rank's sampler and RNG states
         if state["config_hash"] != self.cfg.hash():
             saved = config_from_dict(state["config"]).flat()
             differ = [k for k, v in self.cfg.flat().items() if saved.get(k) != v]
             raise GocramError(f"{path}: written by a run with another config (differs in "
                               f"{', '.join(differ)}); resume with the same config")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.engine.load_weights(self.model, self.optimizer, state, path)
         self.scaler.load_state_dict(state["scaler"])
         self.sampler.load_state_dict(state["sampler"])
         torch.set_rng_state(state["rng_cpu"])
@@ -174,11 +184,11 @@ class Trainer:
         """Accumulate micro-batches to the target batch; returns (mean loss, tokens, bytes)."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        accum = self.cfg.grad_accum
+        accum = self.accum
         total_loss = torch.zeros((), device=self.device)
         tokens = n_bytes = 0
         wait_s = 0.0
-        for _ in range(accum):
+        for i in range(accum):
             t0 = time.perf_counter()
             batch = self.sampler.next_batch()
             wait_s += time.perf_counter() - t0
@@ -186,37 +196,36 @@ class Trainer:
             n_bytes += int(self.data.token_bytes[real].sum())
             tokens += real.size
             batch = batch.to(self.device)
-            with self.autocast():
-                loss = self.step_model(batch.x, batch.y, positions=batch.positions,
-                                       document_ids=batch.document_ids) / accum
-            self.scaler.scale(loss).backward()
+            with self.engine.accumulating(last=i == accum - 1):
+                with self.autocast():
+                    loss = self.step_model(batch.x, batch.y, positions=batch.positions,
+                                           document_ids=batch.document_ids) / accum
+                self.engine.backward(loss, self.scaler)
             total_loss += loss.detach()
         for hook in self.grad_hooks:
             hook(self)
-        self.scaler.unscale_(self.optimizer)  # a no-op unless fp16: the guard needs the true norm
-        if self.cfg.train.grad_clip > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
-        else:
-            grad_norm = torch.nn.utils.get_total_norm(
-                [q.grad for q in self.model.parameters() if q.grad is not None])
-        loss_value, norm = torch.stack([total_loss.float(), grad_norm.float()]).tolist()  # one sync
+        # unscale (the guard needs the true norm), clip; the norm is global, so is the mean loss:
+        # every rank takes the same guard decision (engines/base.py)
+        grad_norm = self.engine.grad_norm(self.model, self.optimizer, self.scaler,
+                                          self.cfg.train.grad_clip)
+        mean_loss = self.engine.mean_loss(total_loss.float())
+        loss_value, norm = torch.stack([mean_loss, grad_norm.float().to(mean_loss.device)]).tolist()
         # fp16: an overflowed gradient is routine; the scaler skips that step and lowers its scale.
         self.last_skip = self.guard.check(
             step=self.progress.step + 1, elapsed_s=self.progress.elapsed_s, loss=loss_value,
             grad_norm=0.0 if self.scaler.is_enabled() else norm)
-        if self.last_skip is None:
-            self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.engine.apply_step(self.optimizer, self.scaler, skip=self.last_skip is not None)
         self.last_wait_s = wait_s
         return loss_value, tokens, n_bytes
 
     # -- evaluation ------------------------------------------------------------------------------
     def validate(self) -> Score:
         t0 = time.perf_counter()
-        score = score_stream(self.model, self.data.val, self.data.token_bytes,
-                             seq_len=self.cfg.model.seq_len, batch=self.cfg.eval.micro_batch,
-                             device=self.device, autocast=self.autocast)
+        # Each rank scores its share of the fixed val chunks; the sums are added across ranks.
+        chunks = self.engine.shard_eval(eval_chunks(self.data.val, self.cfg.model.seq_len))
+        score = self.engine.reduce_score(score_chunks(
+            self.model, chunks, self.data.token_bytes, batch=self.cfg.eval.micro_batch,
+            device=self.device, autocast=self.autocast))
         took = time.perf_counter() - t0
         self.progress.eval_s += took
         self.progress.val_curve.append([round(self.progress.elapsed_s, 3), score.bpb])
@@ -248,10 +257,14 @@ class Trainer:
     # -- the run ---------------------------------------------------------------------------------
     def run(self, *, resume: bool = False) -> dict:
         self.out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.data.tokenizer_path, self.out / "tokenizer.json")
-        (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=1))
-        self.log = RunLog(self.out, progress_every_s=self.cfg.train.progress_every_s)
-        self.heartbeat = Heartbeat(self.out, self.cfg.health.heartbeat_every_s, self.device)
+        main = self.engine.is_main  # only rank 0 writes files, logs and status.json
+        if main:
+            shutil.copyfile(self.data.tokenizer_path, self.out / "tokenizer.json")
+            (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=1))
+        self.log = (RunLog(self.out, progress_every_s=self.cfg.train.progress_every_s) if main
+                    else NullLog())
+        self.heartbeat = (Heartbeat(self.out, self.cfg.health.heartbeat_every_s, self.device)
+                          if main else NullHeartbeat())
         try:
             if resume:
                 self._resume()
@@ -260,6 +273,7 @@ class Trainer:
         except BaseException as err:
             self.heartbeat.beat(self, state="failed", force=True, message=f"{type(err).__name__}: {err}")
             self.log.close()
+            self.engine.close()
             raise
         p, tc = self.progress, self.cfg.train
         sync = torch.cuda.synchronize if self.device.type == "cuda" else None
@@ -276,6 +290,9 @@ class Trainer:
                 clock.start()
                 loss, tokens, n_bytes = self.train_step(lr)
                 took = clock.stop()
+                # global tokens and bytes, rank 0's clock, and whether any rank was asked to stop
+                tokens, n_bytes, clock.elapsed_s, self.stop_agreed = self.engine.agree(
+                    tokens, n_bytes, clock.elapsed_s, stop=self._stop_requested())
                 p.step += 1
                 p.elapsed_s, p.tokens, p.bytes = clock.elapsed_s, p.tokens + tokens, p.bytes + n_bytes
                 p.step_times.append(took)
@@ -319,6 +336,9 @@ class Trainer:
             for monitor in self.monitors:
                 monitor.stop()  # idempotent: stops threads after a crash too
             self.log.close()
+            self.engine.close()
+        if not main:
+            return result
         tmp = self.out / "result.json.tmp"
         tmp.write_text(json.dumps(result, indent=1))
         os.replace(tmp, self.out / "result.json")
@@ -328,7 +348,7 @@ class Trainer:
     # -- health: resume, graceful stop -----------------------------------------------------------
     def _resume(self) -> None:
         directory = self.out / "checkpoint"
-        found = latest_good_checkpoint(directory, warn=lambda line: self.log.progress(
+        found = self.engine.latest(directory, warn=lambda line: self.log.progress(
             f"[train] --resume: {line}", force=True))
         if found is None:
             have = len(list_checkpoints(directory))
@@ -338,18 +358,28 @@ class Trainer:
         self.log.event({"event": "resume", "step": self.progress.step, "checkpoint": found.name})
         self.log.progress(f"[train] resumed from {found} at step {self.progress.step}", force=True)
 
-    def _stopping(self) -> bool:
+    def _stop_requested(self) -> bool:
+        """A signal reached this process (under torchrun, maybe not yet the others)."""
         return self.stop is not None and self.stop.requested is not None
+
+    def _stopping(self) -> bool:
+        # One process: at once. Several: only once agree() has told every rank, so all of them
+        # leave the loop at the same step and write the checkpoint together.
+        if self.engine.world_size == 1:
+            return self._stop_requested()
+        return self.stop_agreed
 
     def _stopped(self) -> dict:
         """A signal asked the run to stop: checkpoint now, no final validation, no result.json."""
         p = self.progress
         self.save()
-        self.log.event({"event": "stopped", "signal": self.stop.requested, "step": p.step,
+        signal_name = (self.stop.requested if self.stop else None) or "a signal to another rank"
+        self.log.event({"event": "stopped", "signal": signal_name, "step": p.step,
                         "elapsed_s": round(p.elapsed_s, 3), "time": round(time.time(), 3)})
-        message = f"stopped by {self.stop.requested} at step {p.step}; continue with --resume"
+        message = f"stopped by {signal_name} at step {p.step}; continue with --resume"
         self.heartbeat.beat(self, state="stopped", force=True, message=message)
-        return {"status": "stopped", "signal": self.stop.requested, "steps": p.step,
+        return {"status": "stopped", "signal": signal_name, "steps": p.step,
+                "world_size": self.engine.world_size,
                 "elapsed_s": p.elapsed_s, "budget_s": self.cfg.train.budget_s,
                 "checkpoint_written": self.have_checkpoint, **self.guard.summary()}
 
@@ -362,9 +392,10 @@ class Trainer:
         if cfg.train.compile and p.step_times:
             # with no steady steps to subtract, the whole first step is the (upper-bound) estimate
             compile_s = max(p.step_times[0] - (steady or 0.0), 0.0)
-        fpt = flops_per_token(cfg.model, self.model.matmul_params())
+        fpt = flops_per_token(cfg.model, self.n_matmul_params)  # counted before sharding
         name = device_name(self.device)
-        mfu_value, mfu_note = mfu(tokens_per_s, fpt, self.device.type, name)
+        # per device: tokens_per_s counts every rank, the peak is one device's
+        mfu_value, mfu_note = mfu(tokens_per_s / self.engine.world_size, fpt, self.device.type, name)
         mem, mem_kind = peak_memory(self.device)
         return {
             "status": "ok",
@@ -377,7 +408,8 @@ class Trainer:
             "budget_s": cfg.train.budget_s, "elapsed_s": p.elapsed_s,
             "compile_s": compile_s, "eval_s": p.eval_s, "ckpt_s": p.ckpt_s,
             "peak_mem_bytes": mem, "peak_mem_kind": mem_kind,
-            "n_params": self.model.num_params(), "precision": self.precision,
+            "n_params": self.n_params, "precision": self.precision,
+            "engine": cfg.train.engine, "world_size": self.engine.world_size,
             "device": self.device.type, "device_name": name,
             "val_curve": p.val_curve,
             "config_hash": cfg.hash(), "git_sha": git_sha(), "versions": versions(),
