@@ -198,6 +198,29 @@ def test_a_crashing_cell_reports_its_error(tmp_path, base):
     assert status.startswith("failed: exit 2:") and "missing" in status
 
 
+def test_a_profiled_cell_says_where_the_time_goes(tmp_path, base):
+    from dataclasses import replace
+
+    steps = replace(base, train=replace(base.train, clock="steps", max_steps=10))
+    status, result = run_cell_process(steps, tmp_path / "cell", timeout_s=300, profile=True)
+    assert status == "ok"
+    profile_dir = tmp_path / "cell" / "profile"
+    assert result["profile_dir"] == str(profile_dir)
+    assert (profile_dir / "trace.json").stat().st_size > 0
+    assert "Self CPU" in (profile_dir / "top_ops.txt").read_text()
+    top = result["profile_top_ops"]
+    shares = [op["share"] for op in top]
+    assert 0 < len(top) <= 8 and shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1.0001
+    assert any(op["op"] in ("aten::mm", "aten::addmm", "aten::bmm") for op in top)  # a GPT's matmuls
+
+    row = {**_row("baseline", 0, 1000, 2.5), "profile_top_ops": top}
+    written = write_reports([row, _row("other", 0, 900, 2.6, ["compile"])], tmp_path, "m")
+    profile_md = (tmp_path / "m" / "dev" / "profile.md").read_text()
+    assert profile_md in (p.read_text() for p in written if p.suffix == ".md")
+    assert "## baseline" in profile_md and "## other" not in profile_md
+    assert f"| `{top[0]['op']}` |" in profile_md
+
+
 def _row(cell, seed, tps, bpb, toggles=()):
     return {"matrix": "m", "cell": cell, "seed": seed, "toggles": list(toggles),
             "kinds": {t: "exact" for t in toggles}, "status": "ok", "device_name": "dev",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
+
+TOP_OPS = 8  # operators kept in the result row (top_ops.txt has 25)
 
 
 class ProfilerMonitor:
@@ -25,8 +28,10 @@ class ProfilerMonitor:
         tb_handler = tensorboard_trace_handler(str(self.out / "tb_trace"))
 
         def on_trace_ready(prof):
+            # Kineto saves a trace once: the TensorBoard handler writes it, trace.json is a copy.
             tb_handler(prof)
-            prof.export_chrome_trace(str(self.out / "trace.json"))
+            traces = (self.out / "tb_trace").glob("*.pt.trace.json")  # the handler does not gzip
+            shutil.copyfile(max(traces, key=lambda p: p.stat().st_mtime), self.out / "trace.json")
 
         self.prof = profile(activities=activities, schedule=self.schedule, record_shapes=True,
                             with_stack=False, on_trace_ready=on_trace_ready)
@@ -38,10 +43,26 @@ class ProfilerMonitor:
         if self._summary is None and self.prof is not None:
             self.prof.__exit__(None, None, None)
             try:
-                table = self.prof.key_averages().table(sort_by=self.sort_key, row_limit=25)
+                averages = self.prof.key_averages()
+                table = averages.table(sort_by=self.sort_key, row_limit=25)
             except (AssertionError, RuntimeError):  # nothing was recorded (run too short)
-                table = "no profiled steps: the run ended before the profiler's active window"
+                averages, table = None, "no profiled steps: the run ended before the profiler's active window"
             (self.out / "top_ops.txt").write_text(table + "\n")
-            self._summary = {"profile_dir": str(self.out)}
+            self._summary = {"profile_dir": str(self.out),
+                             "profile_top_ops": top_ops(averages, self.sort_key) if averages else None}
         return self._summary or {}
+
+
+def top_ops(averages, sort_key: str, n: int = TOP_OPS) -> list[dict]:
+    """The n operators with the most self time in the profiled steps, with their share of all
+    self time there (self times do not overlap, so the shares add up to at most 1)."""
+    # microseconds; FunctionEventAvg names CUDA time "device" time
+    attribute = "self_device_time_total" if "cuda" in sort_key else "self_cpu_time_total"
+    times = [(event.key, getattr(event, attribute), event.count) for event in averages]
+    total = sum(t for _, t, _ in times)
+    if total <= 0:
+        return []
+    times.sort(key=lambda item: item[1], reverse=True)
+    return [{"op": key, "self_ms": round(t / 1000, 3), "share": round(t / total, 4), "calls": count}
+            for key, t, count in times[:n]]
 
