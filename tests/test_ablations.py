@@ -221,6 +221,28 @@ def test_a_profiled_cell_says_where_the_time_goes(tmp_path, base):
     assert f"| `{top[0]['op']}` |" in profile_md
 
 
+def test_the_profiler_shuts_down_after_its_window(tmp_path):
+    """Left running, its hooks slowed the rest of a run; it must finish at the end of its window."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from gocram.bench.profiling import ProfilerMonitor
+
+    trainer = SimpleNamespace(device=torch.device("cpu"), step_hooks=[])
+    monitor = ProfilerMonitor(tmp_path, wait=1, warmup=1, active=2)
+    monitor.start(trainer)
+    for step in range(1 + 1 + 2):
+        trainer.step_hooks[0](step / 10)
+        torch.ones(64, 64) @ torch.ones(64, 64)
+        assert not (tmp_path / "top_ops.txt").exists(), step
+    trainer.step_hooks[0](0.5)  # the start of the step after the window: the trace is complete
+    assert (tmp_path / "top_ops.txt").exists() and (tmp_path / "trace.json").exists()
+    assert "aten::mm" in [op["op"] for op in monitor.stop()["profile_top_ops"]]
+    assert not torch.autograd._profiler_enabled()
+    trainer.step_hooks[0](0.6)  # later steps: nothing more happens
+
+
 def _row(cell, seed, tps, bpb, toggles=()):
     return {"matrix": "m", "cell": cell, "seed": seed, "toggles": list(toggles),
             "kinds": {t: "exact" for t in toggles}, "status": "ok", "device_name": "dev",
