@@ -39,6 +39,7 @@ from gocram.data.redact import redact
 from gocram.data.sources import Source, open_source
 from gocram.data.split import unit_hash
 from gocram.errors import GocramError
+from gocram.files import sha256_file
 
 FORMAT = "gocram-corpus/1"
 REPORT = "report.json"
@@ -54,14 +55,6 @@ def write_json(path: Path, obj, *, indent: int | None = 1) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=indent) + "\n")
     os.replace(tmp, path)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def split_of(repo: str, cfg: BuildConfig) -> str:

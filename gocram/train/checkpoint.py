@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from gocram.files import sha256_file
+
 CKPT_PATTERN = re.compile(r"^ckpt-(\d{8})\.pt$")
 SIDECAR = ".sha256"
 
@@ -103,14 +105,6 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def file_sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
 def checkpoint_problem(path: Path) -> str | None:
     """Why a checkpoint cannot be trusted, or None. With a sidecar the sha256 decides; without
     one (an older run) the file must at least load."""
@@ -118,7 +112,7 @@ def checkpoint_problem(path: Path) -> str | None:
     try:
         if side.is_file():
             expected = (side.read_text().split() or [""])[0]
-            actual = file_sha256(path)
+            actual = sha256_file(path)
             if actual != expected:
                 return (f"sha256 {actual[:12]}... does not match {side.name} ({expected[:12]}...): "
                         f"truncated or corrupt")
