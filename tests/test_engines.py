@@ -219,6 +219,21 @@ def test_a_multi_process_engine_outside_torchrun_says_how_to_launch(tmp_path, sm
         Trainer(cfg, tmp_path)
 
 
+def test_the_resume_line_keeps_the_engine_and_the_launcher(monkeypatch):
+    from argparse import Namespace
+
+    from gocram.train.cli import resume_command
+
+    args = Namespace(config="tiny", budget=60.0, engine="ddp", out="runs/x", overrides=["train.lr=1e-3"])
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert resume_command(args) == ("torchrun --nproc_per_node 2 -m gocram train --config tiny --budget 60.0 "
+                                    "--engine ddp --out runs/x --resume train.lr=1e-3")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    single = Namespace(**{**vars(args), "engine": None})
+    assert resume_command(single).startswith("gocram train --config tiny")
+
+
 def test_random_windows_split_the_global_batch_across_ranks():
     import numpy as np
 

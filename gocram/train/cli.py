@@ -73,11 +73,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def resume_command(args: argparse.Namespace) -> str:
-    """The `gocram train` line that continues this run."""
+    """The `gocram train` line that continues this run (under torchrun, with the same process
+    count: a multi-process checkpoint refuses another)."""
     words = ["gocram", "train", "--config", args.config]
     if args.budget is not None:
         words += ["--budget", str(args.budget)]
-    return shlex.join([*words, "--out", args.out, "--resume", *args.overrides])
+    if args.engine is not None:
+        words += ["--engine", args.engine]
+    words += ["--out", args.out, "--resume", *args.overrides]
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        per_node = os.environ.get("LOCAL_WORLD_SIZE", str(world))
+        words = ["torchrun", "--nproc_per_node", per_node, "-m", *words]
+    return shlex.join(words)
 
 
 def status(args: argparse.Namespace) -> int:
