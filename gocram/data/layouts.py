@@ -25,14 +25,8 @@ import torch
 from gocram.data.batches import LAYOUTS, Batch
 from gocram.data.packing import best_fit_decreasing, split_document
 from gocram.data.shards import TokenShard
+from gocram.data.slots import default_slot
 from gocram.models.registry import IGNORE_INDEX
-
-
-def default_slot() -> tuple[int, int]:
-    """(rank, world size) of torch.distributed when it is initialised, else (0, 1)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def as_shards(source, doc_offsets) -> list[TokenShard]:

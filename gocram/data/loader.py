@@ -18,8 +18,8 @@ from pathlib import Path
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from gocram.data.batches import LAYOUTS, Batch
-from gocram.data.layouts import default_slot
 from gocram.data.shards import TokenShard
+from gocram.data.slots import default_slot
 
 
 class ShardDataset(IterableDataset):

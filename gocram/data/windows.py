@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from gocram.data.batches import LAYOUTS, Batch
-from gocram.data.layouts import default_slot
+from gocram.data.slots import default_slot
 from gocram.models.registry import IGNORE_INDEX
 
 
