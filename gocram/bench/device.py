@@ -56,12 +56,21 @@ def versions() -> dict[str, str | None]:
 
 @cache
 def git_sha() -> str | None:
-    """HEAD of the checkout gocram runs from, with '-dirty' when it has uncommitted changes."""
+    return describe_checkout(REPO_ROOT)
+
+
+def describe_checkout(root: Path) -> str | None:
+    """HEAD of a checkout, with '-dirty' when tracked files outside results/ have changed.
+
+    results/ is what the harness itself writes (tables, runs.jsonl): a matrix rewriting it between
+    cells must not mark the next cell's code as uncommitted.
+    """
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)results"],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout
         return sha + ("-dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return os.environ.get("GOCRAM_GIT_SHA")

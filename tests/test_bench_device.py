@@ -1,0 +1,41 @@
+"""The commit a result row names: HEAD, '-dirty' only for changed code, not for results/."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from gocram.bench.device import describe_checkout
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+
+
+def _git(root, *args):
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root,
+                   check=True, capture_output=True)
+
+
+def test_a_changed_result_table_is_not_dirty_but_changed_code_is(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table.md").write_text("old\n")
+    (tmp_path / "model.py").write_text("x = 1\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "c")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert describe_checkout(tmp_path) == head
+
+    (tmp_path / "results" / "table.md").write_text("rewritten by the harness\n")
+    assert describe_checkout(tmp_path) == head
+
+    (tmp_path / "model.py").write_text("x = 2\n")
+    assert describe_checkout(tmp_path) == head + "-dirty"
+
+
+def test_outside_a_checkout_the_environment_names_the_commit(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOCRAM_GIT_SHA", "abc123")
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert describe_checkout(tmp_path) == "abc123"
