@@ -152,6 +152,9 @@ class TrainConfig:
 class DataConfig:
     corpus: str = "corpus/sample"  # a directory of .go files, or of parquet files in Stack schema
     layout: str = "random"  # how batches are cut from the token stream (data/batches.py LAYOUTS)
+    # packed: tokens of documents packed (and their rows shuffled) together; each batch draws from
+    # one such group, so a small one gives batches of few files (data/layouts.py)
+    pack_group_tokens: int = 1 << 20
     val_frac: float = 0.05  # share of Go packages (directories) held out, never of files
     split_salt: str = "gocram"
     tokenizer: str | None = None  # a tokenizer.json to use instead of training one
@@ -159,6 +162,8 @@ class DataConfig:
     cache_dir: str | None = None  # default: $GOCRAM_CACHE or ~/.cache/gocram
 
     def __post_init__(self) -> None:
+        if self.pack_group_tokens < 1:
+            raise ConfigError(f"data.pack_group_tokens must be at least 1, got {self.pack_group_tokens}")
         if not 0.0 < self.val_frac < 1.0:
             raise ConfigError(f"data.val_frac must be in (0, 1), got {self.val_frac}")
         from gocram.data.tokenizer.tricks import parse_tricks  # light: names and regexes only

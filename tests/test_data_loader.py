@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gocram.config import load_config
-from gocram.data.batches import LAYOUTS
+from gocram.data.batches import LAYOUTS, layout_options
 from gocram.data.build import build_corpus
 from gocram.data.layouts import ConcatBatches, PackedBatches, PaddedBatches
 from gocram.data.loader import ShardDataset, ShardLoader
@@ -93,7 +93,7 @@ def test_padded_rows_hold_one_document_prefix():
 
 def test_packed_targets_never_cross_a_document_and_cover_each_token_once():
     # One packing group holds the whole epoch, so its rows can be checked for exact coverage.
-    src = build("packed", group_rows=1000)
+    src = build("packed", group_tokens=1000 * (T + 1))
     first = src.next_batch()
     rows_in_epoch = B + len(src.pending)
     batches = [first] + [src.next_batch() for _ in range((rows_in_epoch - 1) // B)]
@@ -116,6 +116,33 @@ def test_packed_targets_never_cross_a_document_and_cover_each_token_once():
     expected = sorted(encoded(d, i) for d, n in enumerate(LENGTHS) for i in range(1, n))
     assert sorted(targets) == expected  # every token after a document's first: exactly once
     assert 0.0 < src.padding_fraction < 0.5
+
+
+def test_a_larger_packing_group_mixes_more_documents_into_each_batch():
+    # 40 documents of ten rows each: a one-row group packs one document at a time, so a batch
+    # is pieces of one or two files; a group holding the epoch spreads each batch over many.
+    tokens, offsets = make_docs([10 * T] * 40)
+
+    def distinct_docs_per_batch(group_tokens):
+        src = LAYOUTS.build("packed", tokens, seq_len=T, batch=8, seed=0, doc_offsets=offsets,
+                            slot=(0, 1), group_tokens=group_tokens)
+        counts = []
+        for _ in range(40):
+            x = src.next_batch().x.numpy()
+            counts.append(len(set((x[:, 0] // 1000).tolist())))
+        return np.mean(counts)
+
+    assert distinct_docs_per_batch(T + 1) <= 2.0
+    assert distinct_docs_per_batch(10**6) >= 6.0
+
+
+def test_the_packing_group_comes_from_the_config_for_packed_only():
+    packed = load_config("tiny", ["data.layout=packed", "model.attention=math",
+                                  "data.pack_group_tokens=5000"])
+    assert layout_options(packed.data) == {"group_tokens": 5000}
+    assert layout_options(load_config("tiny", ["data.layout=random"]).data) == {}
+    with pytest.raises(ConfigError, match="data.pack_group_tokens must be at least 1"):
+        load_config("tiny", ["data.pack_group_tokens=0"])
 
 
 @pytest.mark.parametrize("name", ["concat", "padded", "packed"])
@@ -252,7 +279,7 @@ def test_trainer_runs_each_layout(layout, extra, tmp_path, small_overrides):
     full = 3 * 4 * 64  # steps * micro_batch * seq_len
     pad = trainer.sampler.pad_tokens
     assert pad == round(trainer.sampler.padding_fraction * full)
-    if layout == "packed":  # padding and each document's last token predict nothing
-        assert result["tokens"] < full - pad
+    if layout == "packed":  # padding predicts nothing, nor a piece's last token unless it ends a row
+        assert result["tokens"] <= full - pad
     else:  # padding is not counted as work
         assert result["tokens"] == full - pad

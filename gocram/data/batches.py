@@ -45,3 +45,9 @@ def _register_builtin_layouts() -> None:
 
 
 _register_builtin_layouts()
+
+
+def layout_options(data) -> dict:
+    """The keywords a layout takes from a DataConfig: its `config_options` (field -> keyword)."""
+    options = getattr(LAYOUTS.get(data.layout), "config_options", {})
+    return {keyword: getattr(data, field) for field, keyword in options.items()}

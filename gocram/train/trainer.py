@@ -22,7 +22,7 @@ import torch
 from gocram.bench.device import device_name, git_sha, peak_memory, pick_device, versions
 from gocram.bench.flops import flops_per_token, mfu
 from gocram.config import RunConfig, config_from_dict, layout_needs_document_mask
-from gocram.data.batches import LAYOUTS
+from gocram.data.batches import LAYOUTS, layout_options
 from gocram.data.prepare import PreparedData, prepare_data
 from gocram.data.windows import eval_chunks
 from gocram.errors import GocramError
@@ -97,7 +97,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.sampler = LAYOUTS.build(cfg.data.layout, self.data.train, seq_len=cfg.model.seq_len,
                                      batch=tc.micro_batch, seed=tc.seed,
-                                     doc_offsets=self.data.train_offsets)
+                                     doc_offsets=self.data.train_offsets,
+                                     **layout_options(cfg.data))
         # Called with the budget fraction before every step: schedules other than the LR
         # (e.g. a token-drop rate) hang here.
         self.step_hooks: list = [self.model.set_budget_fraction]
