@@ -39,3 +39,18 @@ def test_outside_a_checkout_the_environment_names_the_commit(tmp_path, monkeypat
     monkeypatch.setenv("GOCRAM_GIT_SHA", "abc123")
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     assert describe_checkout(tmp_path) == "abc123"
+
+
+def test_a_cpu_is_named_with_threads_and_its_isa_and_native_bf16_shows(monkeypatch):
+    import torch
+
+    from gocram.bench import device as dev
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    monkeypatch.setattr(dev, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert dev.cpu_isa() == capability + "+bf16"
+    name = dev.device_name(torch.device("cpu"))
+    assert name.endswith(f"thread{'s' if torch.get_num_threads() != 1 else ''}, {capability}+bf16)")
+
+    monkeypatch.setattr(dev, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert dev.cpu_isa() == capability

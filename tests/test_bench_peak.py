@@ -31,3 +31,14 @@ def test_gpu_check_refuses_plainly_without_cuda(tmp_path):
                           text=True, env={"PATH": "/usr/bin:/bin", "GPU_CHECK_OUT": str(tmp_path / "gpu"),
                                           "PYTHON": sys.executable}, timeout=120)
     assert done.returncode == 3 and "no CUDA device" in done.stderr
+
+
+def test_cpu_mfu_needs_a_measured_peak_and_uses_it():
+    from gocram.bench.flops import mfu
+    from gocram.bench.peak import cpu_matmul_peak_tflops
+
+    assert mfu(1000.0, 1e6, "cpu", "AMD EPYC (2 threads, AVX2)") == (
+        None, "not applicable on CPU without a measured matmul peak")
+    peak = cpu_matmul_peak_tflops(torch.float32, n=128, repeats=1)
+    value, note = mfu(1000.0, 1e6, "cpu", "AMD EPYC (2 threads, AVX2)", measured_peak_tflops=peak)
+    assert value == pytest.approx(1e9 / (peak * 1e12)) and note.startswith("measured matmul peak")

@@ -30,8 +30,10 @@ def test_budget_stops_at_first_step_boundary_past_it(tmp_path, small_overrides):
     steps = [r for r in read_log(tmp_path / "run") if "loss" in r]
     last = steps[-1]
     assert result["steps"] == last["step"] == len(steps)
-    # The budget was crossed by the last step, not by an earlier one.
-    assert last["elapsed_s"] - last["step_s"] < 2.0 <= last["elapsed_s"] + 1e-3
+    # The budget was crossed by the last step, not by an earlier one (every step is logged; the
+    # log rounds elapsed_s to 1 ms, and a step's own step_s leaves out the loop's overhead).
+    before_last = steps[-2]["elapsed_s"] if len(steps) > 1 else 0.0
+    assert before_last <= 2.0 <= last["elapsed_s"] + 1e-3
     assert result["elapsed_s"] == pytest.approx(last["elapsed_s"], abs=1e-3)
     assert RESULT_KEYS <= set(result)
     assert result["eval_s"] > 0 and result["tokens"] == result["steps"] * 4 * 64
@@ -57,7 +59,8 @@ def test_cli_train_then_eval_bpb(tmp_path, small_overrides, go_corpus):
     assert "[train" in done.stderr  # live progress line
     result = json.loads((out / "result.json").read_text())
     assert RESULT_KEYS <= set(result) and result["status"] == "ok"
-    assert result["mfu"] is None and "CPU" in result["mfu_note"]
+    # a CPU run's MFU is against the matmul peak measured in its own process
+    assert 0 < result["mfu"] < 1 and "measured matmul peak" in result["mfu_note"]
     assert (out / "tokenizer.json").is_file() and list((out / "checkpoint").glob("ckpt-*.pt"))
     assert list((out / "tb").iterdir())  # TensorBoard scalars
 

@@ -36,11 +36,34 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+@cache
+def cpu_flags() -> frozenset[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_isa() -> str:
+    """The vector ISA torch dispatches to, plus native bf16 where the CPU has it.
+
+    Two VMs can share a model name ("AMD EPYC") yet differ here, and bf16 autocast is ~50x slower
+    without native bf16 dot products: rows from the two must not share a table.
+    """
+    isa = torch.backends.cpu.get_cpu_capability()
+    if cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+        isa += "+bf16"
+    return isa
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     threads = torch.get_num_threads()
-    return f"{cpu_name()} ({threads} thread{'s' if threads != 1 else ''})"
+    return f"{cpu_name()} ({threads} thread{'s' if threads != 1 else ''}, {cpu_isa()})"
 
 
 def versions() -> dict[str, str | None]:

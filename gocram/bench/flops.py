@@ -2,8 +2,10 @@
 
 FLOPs per token for training = 6 N + 12 L C T (PaLM appendix B): N counts the parameters in
 matmuls (embedding lookups excluded, the LM head included), the second term is attention's
-q k^T and att v, forward and backward. Peaks are vendors' dense bf16 tensor-core numbers; a
-measured matmul peak can be passed instead (the GPU check measures one).
+q k^T and att v, forward and backward. GPU peaks are vendors' dense bf16 tensor-core numbers; a
+measured matmul peak can be passed instead (the GPU check measures one). A CPU has no datasheet
+number to trust (clocks, VM slices, the BLAS build), so its MFU is always against a matmul peak
+measured in the run's own process and precision (gocram/bench/peak.py).
 """
 
 from __future__ import annotations
@@ -36,10 +38,10 @@ def peak_tflops(device_name: str) -> float | None:
 def mfu(tokens_per_s: float, flops_per_tok: float, device_type: str, device_name: str,
         measured_peak_tflops: float | None = None) -> tuple[float | None, str]:
     """(MFU or None, how it was computed or why it is not)."""
-    if device_type != "cuda":
-        return None, "not applicable on CPU (no tensor-core peak to compare with)"
+    if device_type != "cuda" and measured_peak_tflops is None:
+        return None, "not applicable on CPU without a measured matmul peak"
     peak = measured_peak_tflops or peak_tflops(device_name)
     if peak is None:
         return None, f"no peak known for {device_name!r}; add it to PEAK_BF16_TFLOPS"
     basis = "measured matmul peak" if measured_peak_tflops else "datasheet dense bf16 peak"
-    return tokens_per_s * flops_per_tok / (peak * 1e12), f"{basis} {peak:g} TFLOPS"
+    return tokens_per_s * flops_per_tok / (peak * 1e12), f"{basis} {peak:.3g} TFLOPS"

@@ -4,7 +4,8 @@
 
 MFU is quoted against the vendor's dense bf16 peak (gocram/bench/flops.py); a measured matmul
 peak says how much of that a perfect kernel gets here (clocks, power caps, MIG slices). On CUDA
-it times bf16 square matmuls; on CPU fp32 ones (a reference point, not an MFU basis).
+it times bf16 square matmuls; on CPU fp32 ones. A CPU run's MFU is against the peak that
+`cpu_matmul_peak_tflops` measures in the run's own process, in its precision.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -36,6 +38,12 @@ def _time_matmul(n: int, dtype: torch.dtype, device: torch.device, repeats: int)
         if i >= 2:
             best = min(best, time.perf_counter() - t0)
     return best
+
+
+@cache
+def cpu_matmul_peak_tflops(dtype: torch.dtype = torch.float32, n: int = 1024, repeats: int = 5) -> float:
+    """This process's best (n, n) @ (n, n) rate on the CPU, the basis of a CPU run's MFU (~0.2 s)."""
+    return 2 * n**3 / _time_matmul(n, dtype, torch.device("cpu"), repeats) / 1e12
 
 
 def measure(device: torch.device, sizes: tuple[int, ...], repeats: int) -> dict:

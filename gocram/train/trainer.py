@@ -21,6 +21,7 @@ import torch
 
 from gocram.bench.device import device_name, git_sha, peak_memory, pick_device, versions
 from gocram.bench.flops import flops_per_token, mfu
+from gocram.bench.peak import cpu_matmul_peak_tflops
 from gocram.config import RunConfig, config_from_dict, layout_needs_document_mask
 from gocram.data.batches import LAYOUTS, layout_options
 from gocram.data.prepare import PreparedData, prepare_data
@@ -396,7 +397,11 @@ class Trainer:
         fpt = flops_per_token(cfg.model, self.n_matmul_params)  # counted before sharding
         name = device_name(self.device)
         # per device: tokens_per_s counts every rank, the peak is one device's
-        mfu_value, mfu_note = mfu(tokens_per_s / self.engine.world_size, fpt, self.device.type, name)
+        cpu_peak = None
+        if self.device.type == "cpu":
+            cpu_peak = cpu_matmul_peak_tflops(PRECISION_DTYPES.get(self.precision, torch.float32))
+        mfu_value, mfu_note = mfu(tokens_per_s / self.engine.world_size, fpt, self.device.type, name,
+                                  measured_peak_tflops=cpu_peak)
         mem, mem_kind = peak_memory(self.device)
         return {
             "status": "ok",
