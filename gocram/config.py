@@ -120,7 +120,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0  # 0 disables clipping
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where native
     compile: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # How the run spreads over processes (train/engines): single, ddp, fsdp, zero1, zero2, zero3.

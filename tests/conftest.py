@@ -60,6 +60,8 @@ def small_overrides(go_corpus, cache_dir) -> list[str]:
         "model.vocab_size=512", "train.micro_batch=4", "train.progress_every_s=1000",
         f"data.corpus={go_corpus}", f"data.cache_dir={cache_dir}", "data.val_frac=0.2",
         "eval.max_bytes=20000", "eval.every_s=0",
+        # auto would pick bf16 on a CPU with native bf16: keep the suite's numbers machine-independent
+        "train.precision=fp32",
     ]
 
 

@@ -54,3 +54,17 @@ def test_a_cpu_is_named_with_threads_and_its_isa_and_native_bf16_shows(monkeypat
 
     monkeypatch.setattr(dev, "cpu_flags", lambda: frozenset({"avx2"}))
     assert dev.cpu_isa() == capability
+
+
+def test_auto_precision_is_bf16_only_where_the_device_has_bf16_arithmetic(monkeypatch):
+    import torch
+
+    from gocram.train import trainer
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
+    assert trainer.resolve_precision("auto", cpu) == "bf16"
+    assert trainer.resolve_precision("fp32", cpu) == "fp32"  # an explicit choice always stands
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    assert trainer.resolve_precision("auto", cpu) == "fp32"
+    assert trainer.resolve_precision("auto", torch.device("cuda")) == "bf16"

@@ -47,6 +47,11 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: bf16 dot products in hardware, so bf16 autocast pays on this CPU."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
 def cpu_isa() -> str:
     """The vector ISA torch dispatches to, plus native bf16 where the CPU has it.
 
@@ -54,7 +59,7 @@ def cpu_isa() -> str:
     without native bf16 dot products: rows from the two must not share a table.
     """
     isa = torch.backends.cpu.get_cpu_capability()
-    if cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+    if cpu_has_native_bf16():
         isa += "+bf16"
     return isa
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from gocram.bench.device import device_name, git_sha, peak_memory, pick_device, versions
+from gocram.bench.device import cpu_has_native_bf16, device_name, git_sha, peak_memory, pick_device, versions
 from gocram.bench.flops import flops_per_token, mfu
 from gocram.bench.peak import cpu_matmul_peak_tflops
 from gocram.config import RunConfig, config_from_dict, layout_needs_document_mask
@@ -43,9 +43,16 @@ PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:
-    if requested == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return requested
+    """auto: bf16 where the device has bf16 arithmetic (CUDA; a CPU with AVX512-BF16 or AMX), else fp32.
+
+    On a CPU without it bf16 is emulated and ~40x slower than fp32; with it, bf16 autocast gave
+    +51% tokens/s and -0.16 bpb at 600 s (results/cpu-headline).
+    """
+    if requested != "auto":
+        return requested
+    if device.type == "cuda":
+        return "bf16"
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
 
 
 def autocast_for(precision: str, device: torch.device):
@@ -86,6 +93,8 @@ class Trainer:
         self.device = self.engine.device(pick_device(cfg.train.device))
         self.precision = resolve_precision(cfg.train.precision, self.device)
         self.autocast = autocast_for(self.precision, self.device)
+        # The CPU MFU basis: measured now, before any loader thread, and again at the end (best kept).
+        self.cpu_peak_tflops = self._measure_cpu_peak() if self.device.type == "cpu" else None
         torch.manual_seed(cfg.train.seed)
         self.data = data or prepare_data(cfg.data, cfg.eval, cfg.model.vocab_size)
         self.model = GPT(cfg.model).to(self.device)
@@ -119,6 +128,9 @@ class Trainer:
         self.stop_agreed = False  # a stop signal, once every rank has heard of it
         if tc.compile:
             self.step_model = torch.compile(self.step_model)
+
+    def _measure_cpu_peak(self) -> float:
+        return cpu_matmul_peak_tflops(PRECISION_DTYPES.get(self.precision, torch.float32))
 
     def _make_optimizer(self, model) -> torch.optim.Optimizer:
         tc = self.cfg.train
@@ -397,9 +409,7 @@ class Trainer:
         fpt = flops_per_token(cfg.model, self.n_matmul_params)  # counted before sharding
         name = device_name(self.device)
         # per device: tokens_per_s counts every rank, the peak is one device's
-        cpu_peak = None
-        if self.device.type == "cpu":
-            cpu_peak = cpu_matmul_peak_tflops(PRECISION_DTYPES.get(self.precision, torch.float32))
+        cpu_peak = self.cpu_peak_tflops and max(self.cpu_peak_tflops, self._measure_cpu_peak())
         mfu_value, mfu_note = mfu(tokens_per_s / self.engine.world_size, fpt, self.device.type, name,
                                   measured_peak_tflops=cpu_peak)
         mem, mem_kind = peak_memory(self.device)

@@ -21,7 +21,7 @@ def small_overrides_for(go_corpus: Path, cache_dir: Path) -> list[str]:
     """The values of the `small_overrides` fixture, usable from session-scoped fixtures."""
     return [*SMALL_MODEL, "train.micro_batch=4", "train.progress_every_s=1000",
             f"data.corpus={go_corpus}", f"data.cache_dir={cache_dir}", "data.val_frac=0.2",
-            "eval.max_bytes=20000", "eval.every_s=0"]
+            "eval.max_bytes=20000", "eval.every_s=0", "train.precision=fp32"]
 
 
 @pytest.fixture(scope="session")
