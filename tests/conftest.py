@@ -52,17 +52,24 @@ def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("gocram_cache")
 
 
-@pytest.fixture
-def small_overrides(go_corpus, cache_dir) -> list[str]:
+SMALL_MODEL = ["model.n_layer=2", "model.n_head=2", "model.d_model=64", "model.seq_len=64",
+               "model.vocab_size=512"]
+
+
+def small_overrides_for(go_corpus: Path, cache_dir: Path) -> list[str]:
     """A 2-layer, d=64, T=64 model on the small corpus: a training step takes milliseconds."""
     return [
-        "model.n_layer=2", "model.n_head=2", "model.d_model=64", "model.seq_len=64",
-        "model.vocab_size=512", "train.micro_batch=4", "train.progress_every_s=1000",
+        *SMALL_MODEL, "train.micro_batch=4", "train.progress_every_s=1000",
         f"data.corpus={go_corpus}", f"data.cache_dir={cache_dir}", "data.val_frac=0.2",
         "eval.max_bytes=20000", "eval.every_s=0",
         # auto would pick bf16 on a CPU with native bf16: keep the suite's numbers machine-independent
         "train.precision=fp32",
     ]
+
+
+@pytest.fixture
+def small_overrides(go_corpus, cache_dir) -> list[str]:
+    return small_overrides_for(go_corpus, cache_dir)
 
 
 def run_gocram(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:

@@ -25,26 +25,25 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-@cache
-def cpu_name() -> str:
+def _cpuinfo_field(key: str) -> str | None:
+    """The first `key : value` of /proc/cpuinfo (Linux), or None."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(key):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    return None
+
+
+@cache
+def cpu_name() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or "unknown CPU"
 
 
 @cache
 def cpu_flags() -> frozenset[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    return frozenset((_cpuinfo_field("flags") or "").split())
 
 
 def cpu_has_native_bf16() -> bool:

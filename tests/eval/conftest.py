@@ -12,16 +12,7 @@ from gocram.data.tokenizer import train_bpe
 from gocram.models.gpt import GPT
 from gocram.train.checkpoint import save_checkpoint
 from gocram.train.trainer import train
-
-SMALL_MODEL = ["model.n_layer=2", "model.n_head=2", "model.d_model=64", "model.seq_len=64",
-               "model.vocab_size=512"]
-
-
-def small_overrides_for(go_corpus: Path, cache_dir: Path) -> list[str]:
-    """The values of the `small_overrides` fixture, usable from session-scoped fixtures."""
-    return [*SMALL_MODEL, "train.micro_batch=4", "train.progress_every_s=1000",
-            f"data.corpus={go_corpus}", f"data.cache_dir={cache_dir}", "data.val_frac=0.2",
-            "eval.max_bytes=20000", "eval.every_s=0", "train.precision=fp32"]
+from tests.conftest import SMALL_MODEL, small_overrides_for
 
 
 @pytest.fixture(scope="session")
