@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 
 
 def build_parser() -> argparse.ArgumentParser:

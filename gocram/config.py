@@ -1,7 +1,17 @@
 """Run configuration: keyword-only dataclasses, loaded from YAML plus `section.key=value` overrides.
 
-Every field is type-checked when a config is built, unknown keys are rejected with a suggestion,
-and illegal combinations raise ConfigError naming the field, so a bad run fails before it starts.
+The sections say two different things (cramming's split):
+- *meaning*, what is learned: `model`, `data`, `train` (budget, batch, schedule, optimizer,
+  precision) and `eval` (what the score is computed on). Changing one changes the result, so it is
+  judged by bits per byte at a fixed budget.
+- *implementation*, how it is computed: `impl` (attention backend, kernel implementations of the
+  norm / activation / loss, compile, engine, device, cadences). Changing one may change speed, and
+  the numbers only within the tolerance its tests state.
+`health` watches a run without changing its math. `meaning_hash()` and `impl_hash()` are kept apart:
+`--resume` keys on the meaning, the harness's "already done" check on both, and neither on a cadence.
+
+Every field is type- and range-checked when a config is built and unknown keys are rejected with a
+suggestion; whether the parts it names exist and fit together is decided by `gocram.plan`.
 """
 
 from __future__ import annotations
@@ -10,6 +20,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,7 +29,8 @@ from typing import Any, Literal
 
 import yaml
 
-from gocram.errors import ConfigError
+from gocram.core.errors import ConfigError
+from gocram.plan import check_config  # the one place that knows the parts; it imports no config
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -28,34 +40,71 @@ def pad_vocab(vocab_size: int, multiple: int = 64) -> int:
     return ((vocab_size + multiple - 1) // multiple) * multiple
 
 
+def bounded(default: Any, *, ge: float | None = None, gt: float | None = None,
+            le: float | None = None, lt: float | None = None, hashed: bool = True):
+    """A dataclass field with its allowed range (checked when the config is built).
+
+    Every float must also be finite. `hashed=False` marks a cadence: it neither blocks a --resume
+    nor makes the harness re-run a finished cell.
+    """
+    return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "lt": lt, "hashed": hashed})
+
+
+def unhashed(default: Any):
+    return field(default=default, metadata={"hashed": False})
+
+
+def _check_range(section: str, obj: Any) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        where = f"{section}.{f.name}"
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {value}")
+        lo = f.metadata.get("ge"), f.metadata.get("gt")
+        hi = f.metadata.get("le"), f.metadata.get("lt")
+        ok = ((lo[0] is None or value >= lo[0]) and (lo[1] is None or value > lo[1])
+              and (hi[0] is None or value <= hi[0]) and (hi[1] is None or value < hi[1]))
+        if ok:
+            continue
+        low = f"[{lo[0]:g}" if lo[0] is not None else f"({lo[1]:g}" if lo[1] is not None else None
+        high = f"{hi[0]:g}]" if hi[0] is not None else f"{hi[1]:g})" if hi[1] is not None else None
+        if low and high:
+            raise ConfigError(f"{where} must be in {low}, {high}, got {value}")
+        if low:
+            raise ConfigError(f"{where} must be {'>=' if lo[0] is not None else '>'} {low[1:]}, got {value}")
+        raise ConfigError(f"{where} must be {'<=' if hi[0] is not None else '<'} {high[:-1]}, got {value}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    n_layer: int = 4
-    n_head: int = 4
-    d_model: int = 256
-    seq_len: int = 256
-    vocab_size: int = 8192  # the tokenizer's size; the embedding is padded to a multiple of 64
-    mlp_ratio: int = 4
-    dropout: float = 0.0
+    """What the network computes. The part names (norm, activation, loss) name math; who computes
+    it is `impl.*`."""
+
+    n_layer: int = bounded(4, ge=1, le=1024)
+    n_head: int = bounded(4, ge=1, le=1024)
+    d_model: int = bounded(256, ge=1, le=65536)
+    seq_len: int = bounded(256, ge=2, le=1 << 17)
+    vocab_size: int = bounded(8192, ge=2, le=1 << 20)  # the tokenizer's; the embedding is padded to 64
+    mlp_ratio: int = bounded(4, ge=1, le=64)
+    dropout: float = bounded(0.0, ge=0.0, lt=1.0)
     bias: bool = True
     tie_embeddings: bool = True
     position: Literal["learned", "rope"] = "learned"
     norm: str = "layernorm"
     activation: str = "gelu"
-    attention: str = "sdpa"
     loss: str = "cross_entropy"
     # Token dropping (random-LTD for a causal LM, models/token_drop.py): in training, each layer of
     # token_drop_layers ("middle" = all but the first and last, or "a-b", 0-based inclusive) runs
     # on a random subset of the tokens; the dropped share falls linearly from token_drop_rate at
     # the start of the budget to 0 at the budget fraction token_drop_until.
-    token_drop_rate: float = 0.0
+    token_drop_rate: float = bounded(0.0, ge=0.0, lt=1.0)
     token_drop_layers: str = "middle"
-    token_drop_until: float = 0.8
+    token_drop_until: float = bounded(0.8, gt=0.0, le=1.0)
 
     def __post_init__(self) -> None:
-        for name in ("n_layer", "n_head", "d_model", "seq_len", "vocab_size", "mlp_ratio"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        _check_range("model", self)
         if self.d_model % self.n_head:
             raise ConfigError(
                 f"model.d_model={self.d_model} is not divisible by model.n_head={self.n_head}"
@@ -65,12 +114,6 @@ class ModelConfig:
                 f"model.position=rope needs an even head size, got d_model/n_head="
                 f"{self.d_model // self.n_head}"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
-        if not 0.0 <= self.token_drop_rate < 1.0:
-            raise ConfigError(f"model.token_drop_rate must be in [0, 1), got {self.token_drop_rate}")
-        if not 0.0 < self.token_drop_until <= 1.0:
-            raise ConfigError(f"model.token_drop_until must be in (0, 1], got {self.token_drop_until}")
         if self.token_drop_rate > 0:
             self.token_drop_layer_range  # noqa: B018 - validates token_drop_layers against n_layer
 
@@ -104,48 +147,40 @@ class ModelConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    budget_s: float = 120.0  # wall-clock seconds of training (compile included, eval excluded)
+    """What the run learns from: budget, batch, LR schedule, optimizer and precision."""
+
+    budget_s: float = bounded(120.0, gt=0.0)  # wall-clock s of training (compile in, eval out)
     # wall: the LR schedule follows elapsed/budget_s. steps: it follows step/max_steps, which makes
     # runs bit-reproducible (used to prove kill-and-resume exactness); budget_s is then ignored.
     clock: Literal["wall", "steps"] = "wall"
-    max_steps: int | None = None
-    micro_batch: int = 16
-    batch_tokens: int | None = None  # tokens per optimizer step; None = one micro-batch
-    lr: float = 2e-3
-    min_lr_ratio: float = 0.1
+    max_steps: int | None = bounded(None, ge=1)
+    # Per process when an engine runs several; train.batch_tokens is the global batch.
+    micro_batch: int = bounded(16, ge=1, le=1 << 16)
+    batch_tokens: int | None = bounded(None, ge=1)  # tokens per optimizer step; None = one micro-batch
+    lr: float = bounded(2e-3, gt=0.0, le=10.0)
+    min_lr_ratio: float = bounded(0.1, ge=0.0, le=1.0)
     schedule: str = "cosine"
-    warmup_frac: float = 0.05
-    decay_frac: float = 0.2  # the final fraction that WSD spends decaying
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0  # 0 disables clipping
+    warmup_frac: float = bounded(0.05, ge=0.0, lt=1.0)
+    decay_frac: float = bounded(0.2, gt=0.0, le=1.0)  # the final fraction that WSD spends decaying
+    weight_decay: float = bounded(0.1, ge=0.0)
+    # train/optimizers.py: adamw (everything at lr) or muon (block matrices at matrix_lr, the rest
+    # AdamW at lr), Muon's momentum rising from muon_momentum_start over the first
+    # muon_momentum_warmup_frac of the budget
+    optimizer: str = "adamw"
+    matrix_lr: float = bounded(0.02, gt=0.0, le=10.0)
+    muon_momentum: float = bounded(0.95, ge=0.0, lt=1.0)
+    muon_momentum_start: float = bounded(0.85, ge=0.0, lt=1.0)
+    muon_momentum_warmup_frac: float = bounded(0.1, ge=0.0, le=1.0)
+    beta1: float = bounded(0.9, ge=0.0, lt=1.0)
+    beta2: float = bounded(0.95, ge=0.0, lt=1.0)
+    grad_clip: float = bounded(1.0, ge=0.0)  # 0 disables clipping
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where native
-    compile: bool = False
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    # How the run spreads over processes (train/engines): single, ddp, fsdp, zero1, zero2, zero3.
-    # With several processes train.micro_batch is per process and train.batch_tokens is global.
-    engine: str = "single"
-    seed: int = 0
-    log_every_steps: int = 10
-    progress_every_s: float = 5.0
-    ckpt_every_s: float = 60.0  # of budget time; 0 = only at the end
-    ckpt_every_steps: int = 0  # 0 = by time only
-    keep_checkpoints: int = 2
+    seed: int = bounded(0, ge=0)
 
     def __post_init__(self) -> None:
-        if self.budget_s <= 0:
-            raise ConfigError(f"train.budget_s must be > 0, got {self.budget_s}")
+        _check_range("train", self)
         if self.clock == "steps" and not self.max_steps:
             raise ConfigError("train.clock=steps needs train.max_steps")
-        if self.micro_batch < 1:
-            raise ConfigError(f"train.micro_batch must be >= 1, got {self.micro_batch}")
-        if not 0.0 <= self.warmup_frac < 1.0:
-            raise ConfigError(f"train.warmup_frac must be in [0, 1), got {self.warmup_frac}")
-        if not 0.0 < self.decay_frac <= 1.0:
-            raise ConfigError(f"train.decay_frac must be in (0, 1], got {self.decay_frac}")
-        if self.keep_checkpoints < 1:
-            raise ConfigError("train.keep_checkpoints must be >= 1")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,19 +189,16 @@ class DataConfig:
     layout: str = "random"  # how batches are cut from the token stream (data/batches.py LAYOUTS)
     # packed: tokens of documents packed (and their rows shuffled) together; each batch draws from
     # one such group, so a small one gives batches of few files (data/layouts.py)
-    pack_group_tokens: int = 1 << 20
-    val_frac: float = 0.05  # share of Go packages (directories) held out, never of files
+    pack_group_tokens: int = bounded(1 << 20, ge=1)
+    val_frac: float = bounded(0.05, gt=0.0, lt=1.0)  # share of Go packages (directories) held out
     split_salt: str = "gocram"
     tokenizer: str | None = None  # a tokenizer.json to use instead of training one
     tokenizer_tricks: str = ""  # comma-separated names from data/tokenizer/tricks.py; "" = GPT-2 BPE
     cache_dir: str | None = None  # default: $GOCRAM_CACHE or ~/.cache/gocram
 
     def __post_init__(self) -> None:
-        if self.pack_group_tokens < 1:
-            raise ConfigError(f"data.pack_group_tokens must be at least 1, got {self.pack_group_tokens}")
-        if not 0.0 < self.val_frac < 1.0:
-            raise ConfigError(f"data.val_frac must be in (0, 1), got {self.val_frac}")
-        from gocram.data.tokenizer.tricks import parse_tricks  # light: names and regexes only
+        _check_range("data", self)
+        from gocram.data.tokenizer.tricks import parse_tricks  # a leaf: names and regexes only
 
         if parse_tricks(self.tokenizer_tricks, where="data.tokenizer_tricks") and self.tokenizer:
             raise ConfigError("data.tokenizer_tricks only applies when gocram trains the tokenizer; "
@@ -175,48 +207,67 @@ class DataConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
-    every_s: float = 60.0  # of budget time between validations; 0 = only at the end
-    max_bytes: int = 262_144  # the fixed validation set: whole val files up to this many bytes
-    micro_batch: int = 16
+    """What the validation score is computed on."""
+
+    max_bytes: int = bounded(262_144, ge=1)  # the fixed validation set: whole val files up to this
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImplConfig:
+    """How the run is computed. None of these may change what is learned beyond the tolerance
+    stated by its tests; the cadences (unhashed) do not change it at all."""
+
+    attention: str = "sdpa"  # an attention backend (models/parts.py ATTENTIONS)
+    norm: str = "torch"  # who computes model.norm: torch (the reference) or triton
+    activation: str = "torch"  # who computes model.activation (with the MLP's first bias)
+    loss: str = "torch"  # who computes model.loss: torch (full logits) or triton (chunked, fused)
+    compile: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # How the run spreads over processes (train/engines): single, ddp, fsdp, zero1, zero2, zero3.
+    engine: str = "single"
+    eval_micro_batch: int = bounded(16, ge=1, le=1 << 16)
+    # cadences: how often the run reports, validates and checkpoints
+    eval_every_s: float = bounded(60.0, ge=0.0, hashed=False)  # of budget time; 0 = only at the end
+    log_every_steps: int = bounded(10, ge=1, hashed=False)
+    progress_every_s: float = bounded(5.0, ge=0.0, hashed=False)
+    ckpt_every_s: float = bounded(60.0, ge=0.0, hashed=False)  # of budget time; 0 = only at the end
+    ckpt_every_steps: int = bounded(0, ge=0, hashed=False)  # 0 = by time only
+    keep_checkpoints: int = bounded(2, ge=1, hashed=False)
+
+    def __post_init__(self) -> None:
+        _check_range("impl", self)
 
 
 @dataclass(frozen=True, kw_only=True)
 class HealthConfig:
-    """Guards for long runs (train/health.py, docs/health.md). Not part of the config hash: they
-    watch a run without changing its math until they fire, and every firing is logged."""
+    """Guards for long runs (train/health.py, docs/health.md). Not hashed: they watch a run
+    without changing its math until they fire, and every firing is logged."""
 
     # A step whose loss or gradient norm is NaN/Inf is skipped (no update); after this many in a
     # row the run rolls back to the last good checkpoint with the LR scaled by rollback_lr_factor.
-    max_bad_steps: int = 3
-    max_rollbacks: int = 3  # one more rollback needed after this many: stop with an error
-    rollback_lr_factor: float = 0.5
+    max_bad_steps: int = bounded(3, ge=1)
+    max_rollbacks: int = bounded(3, ge=0)  # one more rollback needed after this many: stop with an error
+    rollback_lr_factor: float = bounded(0.5, gt=0.0, le=1.0)
     # Loss-spike guard, off at 0: a loss more than spike_zscore standard deviations above the mean
     # of the last spike_window good steps is treated like a NaN step (skipped, counted).
-    spike_zscore: float = 0.0
-    spike_window: int = 50
+    spike_zscore: float = bounded(0.0, ge=0.0)
+    spike_window: int = bounded(50, ge=2)
     # Step watchdog, off at 0: a step slower than stall_factor x the running median step time is
     # reported with the data loader's queue depth.
-    stall_factor: float = 10.0
-    heartbeat_every_s: float = 5.0  # how often status.json is rewritten; 0 = never
+    stall_factor: float = bounded(10.0, ge=0.0)
+    heartbeat_every_s: float = bounded(5.0, ge=0.0)  # how often status.json is rewritten; 0 = never
     # If a checkpoint cannot be written while the run has none (this process wrote none and did
     # not resume from one), stop with an error instead of training on with nothing to resume from.
     require_checkpoints: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_bad_steps < 1:
-            raise ConfigError(f"health.max_bad_steps must be >= 1, got {self.max_bad_steps}")
-        if self.max_rollbacks < 0:
-            raise ConfigError(f"health.max_rollbacks must be >= 0, got {self.max_rollbacks}")
-        if not 0.0 < self.rollback_lr_factor <= 1.0:
-            raise ConfigError(f"health.rollback_lr_factor must be in (0, 1], got {self.rollback_lr_factor}")
-        if self.spike_zscore < 0:
-            raise ConfigError(f"health.spike_zscore must be >= 0 (0 = off), got {self.spike_zscore}")
-        if self.spike_window < 2:
-            raise ConfigError(f"health.spike_window must be >= 2, got {self.spike_window}")
+        _check_range("health", self)
         if self.stall_factor != 0 and self.stall_factor <= 1:
             raise ConfigError(f"health.stall_factor must be > 1 (0 = off), got {self.stall_factor}")
-        if self.heartbeat_every_s < 0:
-            raise ConfigError(f"health.heartbeat_every_s must be >= 0, got {self.heartbeat_every_s}")
+
+
+MEANING_SECTIONS = ("model", "train", "data", "eval")
+IMPL_SECTIONS = ("impl",)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -225,6 +276,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    impl: ImplConfig = field(default_factory=ImplConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
 
     @property
@@ -246,19 +298,50 @@ class RunConfig:
         """Every setting as a 'section.key' column, for result rows."""
         return {f"{s}.{k}": v for s, sec in self.to_dict().items() for k, v in sec.items()}
 
+    def _hashed(self, sections: tuple[str, ...]) -> dict[str, Any]:
+        return {name: {f.name: getattr(getattr(self, name), f.name)
+                       for f in dataclasses.fields(getattr(self, name)) if f.metadata.get("hashed", True)}
+                for name in sections}
+
+    def meaning_hash(self) -> str:
+        """What is learned: equal for runs that must give the same numbers (up to implementation)."""
+        return _digest(self._hashed(MEANING_SECTIONS))
+
+    def impl_hash(self) -> str:
+        """How it is computed, cadences left out."""
+        return _digest(self._hashed(IMPL_SECTIONS))
+
     def hash(self) -> str:
-        """What the run computes; health guards are left out (HealthConfig), so changing one
-        neither blocks a --resume nor re-runs finished ablation cells."""
-        values = {s: v for s, v in self.to_dict().items() if s not in UNHASHED_SECTIONS}
-        blob = json.dumps(values, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        """A cell's identity in the harness: meaning and implementation, no cadence, no guard."""
+        return _digest({"meaning": self.meaning_hash(), "impl": self.impl_hash()})
+
+
+def _digest(values: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 SECTIONS: dict[str, type] = {
     "model": ModelConfig, "train": TrainConfig, "data": DataConfig, "eval": EvalConfig,
-    "health": HealthConfig,
+    "impl": ImplConfig, "health": HealthConfig,
 }
-UNHASHED_SECTIONS = ("health",)
+
+# Keys that lived elsewhere before the meaning / implementation split: a user's YAML or override
+# naming the old place gets an error naming the new one; a saved config (a checkpoint's) is moved.
+MOVED_KEYS = {
+    "model.attention": "impl.attention", "train.compile": "impl.compile",
+    "train.device": "impl.device", "train.engine": "impl.engine",
+    "train.log_every_steps": "impl.log_every_steps", "train.progress_every_s": "impl.progress_every_s",
+    "train.ckpt_every_s": "impl.ckpt_every_s", "train.ckpt_every_steps": "impl.ckpt_every_steps",
+    "train.keep_checkpoints": "impl.keep_checkpoints", "eval.every_s": "impl.eval_every_s",
+    "eval.micro_batch": "impl.eval_micro_batch",
+}
+# Part names that used to say both what and how: old name -> (meaning field, name, impl field, impl)
+LEGACY_PART_NAMES = {
+    ("model.norm", "triton_layernorm"): ("layernorm", "impl.norm", "triton"),
+    ("model.activation", "triton_bias_gelu"): ("gelu", "impl.activation", "triton"),
+    ("model.activation", "triton_bias_gelu_tanh"): ("gelu_tanh", "impl.activation", "triton"),
+    ("model.loss", "fused_cross_entropy"): ("cross_entropy", "impl.loss", "triton"),
+}
 
 
 def _check_type(value: Any, annotation: Any, where: str) -> Any:
@@ -302,6 +385,10 @@ def _build_section(name: str, values: dict[str, Any]):
     kwargs = {}
     for key, value in values.items():
         if key not in known:
+            moved = MOVED_KEYS.get(f"{name}.{key}")
+            if moved:
+                raise ConfigError(f"config key '{name}.{key}' is now '{moved}' (how a run is "
+                                  f"computed lives in the impl section)")
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean '{name}.{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown config key '{name}.{key}'{hint}")
@@ -310,7 +397,11 @@ def _build_section(name: str, values: dict[str, Any]):
 
 
 def build_config(values: dict[str, Any]) -> RunConfig:
-    """Build and validate a RunConfig from {'model': {...}, 'train': {...}, ...}."""
+    """Build and validate a RunConfig from {'model': {...}, 'train': {...}, ...}.
+
+    Types, ranges and the batch shape are checked here; the parts it names and how they combine
+    are checked by gocram.plan (device-independent reasons at once, the rest on the device).
+    """
     if not isinstance(values, dict):
         raise ConfigError("a config must be a mapping of sections")
     for section, body in values.items():
@@ -322,83 +413,12 @@ def build_config(values: dict[str, Any]) -> RunConfig:
             raise ConfigError(f"config section '{section}' must be a mapping")
     cfg = RunConfig(**{s: _build_section(s, values.get(s) or {}) for s in SECTIONS})
     cfg.grad_accum  # noqa: B018 - validates batch_tokens against the batch shape
-    _check_part_names(cfg)
-    _check_layout_attention(cfg)
-    _check_engine(cfg)
+    check_config(cfg)
     return cfg
 
 
-def _check_part_names(cfg: RunConfig) -> None:
-    """Names chosen from registries must exist: fail at config time, not after data prep."""
-    from gocram.data.batches import LAYOUTS
-    from gocram.models.registry import ACTIVATIONS, ATTENTIONS, LOSSES, NORMS
-
-    for field_name, registry, value in (
-        ("model.norm", NORMS, cfg.model.norm), ("model.activation", ACTIVATIONS, cfg.model.activation),
-        ("model.attention", ATTENTIONS, cfg.model.attention), ("model.loss", LOSSES, cfg.model.loss),
-        ("data.layout", LAYOUTS, cfg.data.layout),
-    ):
-        if value not in registry:
-            try:
-                registry.get(value)  # raises with the choices and a suggestion
-            except ConfigError as err:
-                raise ConfigError(f"{field_name}: {err}") from None
-
-
-def _check_engine(cfg: RunConfig) -> None:
-    """Engines that cannot take a setting say so here, before any process is launched."""
-    from gocram.train.engines import ENGINES  # lazy entries: no deepspeed import here
-
-    try:
-        engine = ENGINES.get(cfg.train.engine)
-    except ConfigError as err:
-        raise ConfigError(f"train.engine: {err}") from None
-    where = f"train.engine={cfg.train.engine!r}"
-    if cfg.train.compile and not engine.supports_compile:
-        raise ConfigError(f"{where} cannot run with train.compile=true: torch.compile under "
-                          f"DeepSpeed's ZeRO hooks is not wired here; use engine ddp or fsdp to compile")
-    if cfg.train.precision == "fp16" and not engine.supports_fp16:
-        raise ConfigError(f"{where} cannot run with train.precision=fp16: its loss scaling is not "
-                          f"torch's GradScaler; use bf16 (or engine single/ddp for fp16)")
-
-
-def layout_needs_document_mask(layout: str) -> bool:
-    """Whether a data layout's batches carry documents that must not see each other."""
-    from gocram.data.batches import LAYOUTS  # late: the registries import this module
-
-    try:
-        return bool(getattr(LAYOUTS.get(layout), "document_mask", False))
-    except ConfigError as err:
-        raise ConfigError(f"data.layout: {err}") from None
-
-
-def _applies_document_mask(backend_builder) -> bool:
-    """Whether an attention backend can apply a document mask on some device."""
-    return bool(getattr(backend_builder, "supports_document_mask", False))
-
-
-def _check_layout_attention(cfg: RunConfig) -> None:
-    """Reject a layout that needs a document mask paired with a backend that cannot apply one.
-
-    Device-dependent limits (e.g. torch's CUDA flash kernel takes no mask) are checked by the
-    trainer once the device is known.
-    """
-    from gocram.models.registry import ATTENTIONS
-
-    try:
-        backend = ATTENTIONS.get(cfg.model.attention)
-    except ConfigError as err:
-        raise ConfigError(f"model.attention: {err}") from None
-    if layout_needs_document_mask(cfg.data.layout) and not _applies_document_mask(backend):
-        why = getattr(backend, "no_document_mask_why", "it has no document mask")
-        able = [n for n in ATTENTIONS.names() if _applies_document_mask(ATTENTIONS.get(n))]
-        raise ConfigError(
-            f"data.layout={cfg.data.layout!r} needs a document mask, but "
-            f"model.attention={cfg.model.attention!r} cannot apply one ({why}); choose one of {able}")
-
-
 def parse_overrides(overrides: list[str]) -> dict[str, dict[str, Any]]:
-    """['model.n_layer=6', 'train.compile=true'] -> {'model': {'n_layer': 6}, 'train': {...}}."""
+    """['model.n_layer=6', 'impl.compile=true'] -> {'model': {'n_layer': 6}, 'impl': {...}}."""
     nested: dict[str, dict[str, Any]] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -409,8 +429,20 @@ def parse_overrides(overrides: list[str]) -> dict[str, dict[str, Any]]:
     return nested
 
 
+def merge(values: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Section-wise merge of nested overrides into config values (a new dict)."""
+    merged = {section: dict(body or {}) if isinstance(body, dict) else body
+              for section, body in values.items()}
+    for section, body in overrides.items():
+        current = merged.get(section) or {}
+        if not isinstance(current, dict):
+            raise ConfigError(f"config section '{section}' must be a mapping")
+        merged[section] = {**current, **body}
+    return merged
+
+
 def resolve_config_path(name_or_path: str) -> Path:
-    """A path to a YAML file, or a named size under configs/ ('tiny', 'small')."""
+    """A path to a YAML file, or a named config under configs/ ('tiny', 'small', 'baseline')."""
     path = Path(name_or_path)
     if path.is_file():
         return path
@@ -420,24 +452,39 @@ def resolve_config_path(name_or_path: str) -> Path:
     raise ConfigError(f"config file not found: {name_or_path}")
 
 
+def read_config_values(name_or_path: str) -> dict[str, Any]:
+    """The raw sections of a YAML config (a path or a named config), not yet validated."""
+    path = resolve_config_path(name_or_path)
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of sections")
+    return values
+
+
 def load_config(name_or_path: str | None, overrides: list[str] = ()) -> RunConfig:
-    values: dict[str, Any] = {}
-    if name_or_path is not None:
-        path = resolve_config_path(name_or_path)
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: a config must be a mapping of sections")
-    for section, body in parse_overrides(list(overrides)).items():
-        current = values.get(section) or {}
-        if not isinstance(current, dict):
-            raise ConfigError(f"config section '{section}' must be a mapping")
-        values[section] = {**current, **body}
-    return build_config(values)
+    values = read_config_values(name_or_path) if name_or_path is not None else {}
+    return build_config(merge(values, parse_overrides(list(overrides))))
+
+
+def migrate_saved(values: dict[str, Any]) -> dict[str, Any]:
+    """A config saved before the meaning / implementation split, in today's sections."""
+    values = {s: dict(v) for s, v in values.items()}
+    for old, new in MOVED_KEYS.items():
+        old_section, _, old_key = old.partition(".")
+        if old_key in values.get(old_section, {}):
+            new_section, _, new_key = new.partition(".")
+            values.setdefault(new_section, {})[new_key] = values[old_section].pop(old_key)
+    for (where, old_name), (name, impl_field, impl) in LEGACY_PART_NAMES.items():
+        section, _, key = where.partition(".")
+        if values.get(section, {}).get(key) == old_name:
+            values[section][key] = name
+            values.setdefault("impl", {})[impl_field.partition(".")[2]] = impl
+    return values
 
 
 def config_from_dict(values: dict[str, Any]) -> RunConfig:
-    """Rebuild a RunConfig saved with to_dict() (a checkpoint's config)."""
-    return build_config(values)
+    """Rebuild a RunConfig saved with to_dict() (a checkpoint's config), older layouts included."""
+    return build_config(migrate_saved(values))

@@ -59,9 +59,9 @@ SMALL_MODEL = ["model.n_layer=2", "model.n_head=2", "model.d_model=64", "model.s
 def small_overrides_for(go_corpus: Path, cache_dir: Path) -> list[str]:
     """A 2-layer, d=64, T=64 model on the small corpus: a training step takes milliseconds."""
     return [
-        *SMALL_MODEL, "train.micro_batch=4", "train.progress_every_s=1000",
+        *SMALL_MODEL, "train.micro_batch=4", "impl.progress_every_s=1000",
         f"data.corpus={go_corpus}", f"data.cache_dir={cache_dir}", "data.val_frac=0.2",
-        "eval.max_bytes=20000", "eval.every_s=0",
+        "eval.max_bytes=20000", "impl.eval_every_s=0",
         # auto would pick bf16 on a CPU with native bf16: keep the suite's numbers machine-independent
         "train.precision=fp32",
     ]

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from gocram.config import ModelConfig
+from gocram.config import ImplConfig, ModelConfig
 from gocram.models.attention import causal_document_mask, cu_seqlens, segment_ids
 from gocram.models.gpt import GPT
-from gocram.models.registry import ATTENTIONS
+from gocram.models.parts import ATTENTIONS
 
 CPU = torch.device("cpu")
 BACKENDS = ATTENTIONS.names()
@@ -163,9 +163,8 @@ def test_perturbing_one_document_leaves_the_others_identical(name, position):
     if reason:
         pytest.skip(f"cannot run here: {reason}")
     torch.manual_seed(0)
-    cfg = ModelConfig(n_layer=2, n_head=2, d_model=32, seq_len=45, vocab_size=100,
-                      attention=name, position=position)
-    model = GPT(cfg).eval()
+    cfg = ModelConfig(n_layer=2, n_head=2, d_model=32, seq_len=45, vocab_size=100, position=position)
+    model = GPT(cfg, ImplConfig(attention=name)).eval()
     docs = torch.tensor([[0] * 10 + [1] * 1 + [2] * 20 + [3] * 14, [0] * 45])  # (2, 45)
     positions = doc_positions(docs)
     assert positions[0, :12].tolist() == list(range(10)) + [0, 0]
@@ -182,7 +181,7 @@ def test_perturbing_one_document_leaves_the_others_identical(name, position):
     assert not torch.allclose(a[0, 11:31], b[0, 11:31])
     # Without the mask the later document would see the change: the test can fail.
     with torch.no_grad():
-        c = GPT(ModelConfig(**{**cfg.__dict__, "attention": "math"})).eval()
+        c = GPT(cfg, ImplConfig(attention="math")).eval()
         c.load_state_dict(model.state_dict())
         unmasked = [c(t, positions=positions)[0, 31:] for t in (idx, changed)]
         assert not torch.allclose(*unmasked)

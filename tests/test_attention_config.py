@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from gocram.config import build_config, layout_needs_document_mask, load_config
+from gocram.config import build_config, load_config
+from gocram.core.errors import ConfigError, GocramError
 from gocram.data.batches import LAYOUTS, Batch
 from gocram.data.windows import RandomWindows
-from gocram.errors import ConfigError, GocramError
+from gocram.plan import needs_document_mask as layout_needs_document_mask
 from gocram.train.trainer import Trainer
 from tests.conftest import run_gocram
 
@@ -51,24 +52,24 @@ def test_random_windows_need_no_document_mask():
 
 def test_a_layout_needing_masks_with_plain_sdpa_is_rejected_at_build_time():
     with pytest.raises(ConfigError) as err:
-        build_config({"data": {"layout": DOCS_LAYOUT}, "model": {"attention": "sdpa"}})
+        build_config({"data": {"layout": DOCS_LAYOUT}, "impl": {"attention": "sdpa"}})
     message = str(err.value)
-    assert f"data.layout='{DOCS_LAYOUT}'" in message and "model.attention='sdpa'" in message
+    assert f"data.layout='{DOCS_LAYOUT}'" in message and "impl.attention='sdpa'" in message
     assert "is_causal" in message and "'math'" in message  # the reason and the alternatives
     for name in ("math", "sdpa_flash", "sdpa_efficient", "flex", "flash_attn", "xformers"):
-        build_config({"data": {"layout": DOCS_LAYOUT}, "model": {"attention": name}})
+        build_config({"data": {"layout": DOCS_LAYOUT}, "impl": {"attention": name}})
 
 
 def test_unknown_layout_or_attention_names_the_field():
     with pytest.raises(ConfigError, match="data.layout: unknown data layout 'randm'"):
         build_config({"data": {"layout": "randm"}})
-    with pytest.raises(ConfigError, match="model.attention: unknown attention 'flsh_attn'"):
-        build_config({"model": {"attention": "flsh_attn"}})
+    with pytest.raises(ConfigError, match="impl.attention: unknown attention backend 'flsh_attn'"):
+        build_config({"impl": {"attention": "flsh_attn"}})
 
 
 def test_cli_reports_the_rejection_as_one_line(tmp_path, small_overrides):
     done = run_gocram("train", "--config", "tiny", "--out", str(tmp_path / "x"), *small_overrides,
-                      "model.attention=sdpa", "data.layout=nonesuch")
+                      "impl.attention=sdpa", "data.layout=nonesuch")
     assert done.returncode == 2
     assert "gocram: error: data.layout: unknown data layout 'nonesuch'" in done.stderr
 
@@ -84,15 +85,15 @@ def test_device_dependent_reasons_stop_the_trainer_before_training(
     if torch.cuda.is_available():
         pytest.skip("these reasons are CPU's; the GPU check covers CUDA")
     run = load_config("tiny", small_overrides + [f"data.layout={DOCS_LAYOUT}",
-                                                 f"model.attention={attention}"])
-    with pytest.raises(GocramError, match=f"model.attention='{attention}'.*{expected}"):
+                                                 f"impl.attention={attention}"])
+    with pytest.raises(GocramError, match=f"impl.attention='{attention}'.*{expected}"):
         Trainer(run, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
 def test_trainer_passes_dropout_to_the_check(tmp_path, small_overrides):
-    run = load_config("tiny", small_overrides + ["model.attention=sdpa_flash", "model.dropout=0.1",
-                                                 "train.device=cpu"])
+    run = load_config("tiny", small_overrides + ["impl.attention=sdpa_flash", "model.dropout=0.1",
+                                                 "impl.device=cpu"])
     with pytest.raises(GocramError, match="dropout"):
         Trainer(run, tmp_path / "run")
 
@@ -100,9 +101,9 @@ def test_trainer_passes_dropout_to_the_check(tmp_path, small_overrides):
 @pytest.mark.parametrize("attention", ["math", "sdpa_flash"])
 def test_training_on_document_rows(tmp_path, small_overrides, attention):
     run = load_config("tiny", small_overrides + [
-        f"data.layout={DOCS_LAYOUT}", f"model.attention={attention}", "model.position=rope",
+        f"data.layout={DOCS_LAYOUT}", f"impl.attention={attention}", "model.position=rope",
         "model.n_layer=3", "model.token_drop_rate=0.5", "train.clock=steps", "train.max_steps=4",
-        "train.device=cpu"])
+        "impl.device=cpu"])
     trainer = Trainer(run, tmp_path / "run")
     calls = []
 

@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from gocram.bench.attention import document_ids, main, memory_exponents
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 
 
 def test_memory_exponent_is_the_log_log_slope():

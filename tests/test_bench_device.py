@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from gocram.bench.device import describe_checkout
+from gocram.core.env import describe_checkout
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gocram.bench import kernels as bench_kernels
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 from gocram.kernels.availability import unsupported_reason
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")

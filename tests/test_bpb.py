@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from gocram.core.tokens import IGNORE_INDEX
 from gocram.data.prepare import xz_bits_per_byte
 from gocram.data.windows import eval_chunks
 from gocram.eval.bpb import bits_per_byte, score_stream
-from gocram.models.registry import IGNORE_INDEX
 
 
 class Uniform(torch.nn.Module):

@@ -1,7 +1,7 @@
 import pytest
 
 from gocram.config import load_config, parse_overrides
-from gocram.errors import ConfigError
+from gocram.core.errors import ConfigError
 from tests.conftest import run_gocram
 
 
@@ -13,8 +13,8 @@ def test_named_sizes_load():
 
 
 def test_overrides_are_typed():
-    cfg = load_config("tiny", ["model.n_layer=6", "train.compile=true", "train.lr=1e-3"])
-    assert cfg.model.n_layer == 6 and cfg.train.compile is True and cfg.train.lr == 1e-3
+    cfg = load_config("tiny", ["model.n_layer=6", "impl.compile=true", "train.lr=1e-3"])
+    assert cfg.model.n_layer == 6 and cfg.impl.compile is True and cfg.train.lr == 1e-3
     assert cfg.hash() != load_config("tiny").hash()
 
 
@@ -29,7 +29,7 @@ def test_overrides_are_typed():
     ("train.clock=steps", "train.clock=steps needs train.max_steps"),
     ("model.dropout=1.5", "model.dropout must be in [0, 1)"),
     ("model.norm=layrnorm", "model.norm: unknown norm 'layrnorm' (did you mean 'layernorm'?)"),
-    ("model.attention=flashy", "model.attention: unknown attention 'flashy'"),
+    ("impl.attention=flashy", "impl.attention: unknown attention backend 'flashy'"),
     ("data.layout=spiral", "data.layout: unknown data layout 'spiral'"),
 ])
 def test_bad_values_name_the_field(override, message):

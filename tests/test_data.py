@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from gocram.core.errors import GocramError
 from gocram.data.build import Ingest
 from gocram.data.corpus import Doc, iter_parquet_rows, read_corpus, write_parquet
 from gocram.data.debian import main_license
@@ -24,7 +25,6 @@ from gocram.data.sources import Source
 from gocram.data.split import split_by_package
 from gocram.data.tokenizer import eos_id, token_byte_lengths, train_bpe
 from gocram.data.windows import RandomWindows
-from gocram.errors import GocramError
 
 GO = 'package x\n\n// Add adds.\nfunc Add(a, b int) int {\n\treturn a + b // "é"\n}\n'
 

@@ -9,12 +9,12 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 
+from gocram.core.errors import ConfigError, GocramError
+from gocram.core.files import sha256_file
 from gocram.data.build import build_corpus
 from gocram.data.corpus import read_corpus
 from gocram.data.options import build_options
 from gocram.data.sources import StackSource, load_the_stack, open_source
-from gocram.errors import ConfigError, GocramError
-from gocram.files import sha256_file
 from tests.datagen import GO, humaneval_solution, real_rows, stack_row, write_stack
 
 FAST = ["near_dedup.num_perm=64"]  # tests: fewer permutations, same code path

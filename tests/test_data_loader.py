@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from gocram.config import load_config
+from gocram.core.errors import ConfigError, GocramError
+from gocram.core.tokens import IGNORE_INDEX
 from gocram.data.batches import LAYOUTS, layout_options
 from gocram.data.build import build_corpus
 from gocram.data.layouts import ConcatBatches, PackedBatches, PaddedBatches
@@ -17,8 +19,6 @@ from gocram.data.packing import best_fit_decreasing, split_document
 from gocram.data.prepare import prepare_data
 from gocram.data.shards import TokenShard, write_shard
 from gocram.data.windows import RandomWindows
-from gocram.errors import ConfigError, GocramError
-from gocram.models.registry import IGNORE_INDEX
 from gocram.train.trainer import Trainer
 from tests.datagen import real_rows, write_stack
 
@@ -137,7 +137,7 @@ def test_a_larger_packing_group_mixes_more_documents_into_each_batch():
 
 
 def test_the_packing_group_comes_from_the_config_for_packed_only():
-    packed = load_config("tiny", ["data.layout=packed", "model.attention=math",
+    packed = load_config("tiny", ["data.layout=packed", "impl.attention=math",
                                   "data.pack_group_tokens=5000"])
     assert layout_options(packed.data) == {"group_tokens": 5000}
     assert layout_options(load_config("tiny", ["data.layout=random"]).data) == {}
@@ -267,11 +267,11 @@ def test_prepare_uses_the_corpus_split_and_document_offsets(built_corpus, cache_
 
 
 @pytest.mark.parametrize("layout, extra", [
-    ("concat", []), ("padded", []), ("packed", ["model.attention=math", "model.position=rope"]),
+    ("concat", []), ("padded", []), ("packed", ["impl.attention=math", "model.position=rope"]),
 ])
 def test_trainer_runs_each_layout(layout, extra, tmp_path, small_overrides):
     cfg = load_config("tiny", small_overrides + [f"data.layout={layout}", "train.clock=steps",
-                                                 "train.max_steps=3", "train.log_every_steps=1"] + extra)
+                                                 "train.max_steps=3", "impl.log_every_steps=1"] + extra)
     trainer = Trainer(cfg, tmp_path / "run")
     result = trainer.run()
     assert result["status"] == "ok" and result["steps"] == 3

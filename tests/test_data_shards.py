@@ -6,13 +6,13 @@ import zlib
 import numpy as np
 import pytest
 
+from gocram.core.errors import GocramError
 from gocram.data.build import build_corpus
 from gocram.data.corpus import read_corpus
 from gocram.data.options import build_options
 from gocram.data.pretokenize import INDEX, pretokenize, shard_paths
 from gocram.data.shards import HEADER_BYTES, TokenShard, tokenizer_hash, write_shard
 from gocram.data.tokenizer import eos_id, load_tokenizer, train_bpe
-from gocram.errors import GocramError
 from tests.datagen import real_rows, write_stack
 
 SHA = "ab" * 32

@@ -6,20 +6,21 @@ import pytest
 
 from gocram.ablations.matrix import Cell, Matrix
 from gocram.ablations.runner import LabOptions, cell_launcher, run_matrix
-from gocram.ablations.toggles import RunEnv, apply_toggles, engine_support
+from gocram.ablations.toggles import apply_toggles, unsupported_reason
 from gocram.config import load_config
-from gocram.errors import ConfigError
+from gocram.core.errors import ConfigError
+from gocram.plan import Env
 
-CPU = RunEnv("cpu", "test CPU", False)
+CPU = Env("cpu", "test CPU", False, native_bf16=False)
 
 
 def test_engine_toggle_keeps_the_global_batch_over_two_cpu_processes():
     base = load_config("tiny", ["train.micro_batch=8", "model.seq_len=64"])
     cfg = apply_toggles(base, ("engine=ddp",))
-    assert cfg.train.engine == "ddp" and cfg.train.micro_batch == 4
+    assert cfg.impl.engine == "ddp" and cfg.train.micro_batch == 4
     assert cfg.train.batch_tokens == 8 * 64  # the base cell's global batch
-    assert apply_toggles(base, ("engine=single",)).train == base.train.__class__(
-        **{**base.train.__dict__, "engine": "single"})
+    assert apply_toggles(base, ("engine=single",)) == base
+    assert apply_toggles(base, ("engine=ddp",)).meaning_hash() != base.meaning_hash()  # micro_batch split
     with pytest.raises(ConfigError, match="cannot be split over 2 processes"):
         apply_toggles(load_config("tiny", ["train.micro_batch=3"]), ("engine=zero1",))
     with pytest.raises(ConfigError, match="both set engine"):
@@ -27,11 +28,10 @@ def test_engine_toggle_keeps_the_global_batch_over_two_cpu_processes():
 
 
 def test_engine_support_and_launcher():
-    cfg = apply_toggles(load_config("tiny", ["train.micro_batch=8"]), ("engine=ddp",))
-    assert engine_support(CPU, cfg) is None  # two gloo processes
-    one_gpu = RunEnv("cuda", "A40", False, device_count=1)
-    assert "needs >= 2 GPUs, found 1" in engine_support(one_gpu, cfg)
-    assert engine_support(RunEnv("cuda", "A40", False, device_count=2), cfg) is None
+    cfg = apply_toggles(load_config("tiny", ["train.micro_batch=8", "train.precision=fp32"]), ("engine=ddp",))
+    assert unsupported_reason(CPU, cfg) is None  # two gloo processes
+    one_gpu = Env("cuda", "A40", False, device_count=1)
+    assert "needs >= 2 GPUs, found 1" in unsupported_reason(one_gpu, cfg)
     assert cell_launcher(cfg)[1:4] == ["-m", "torch.distributed.run", "--standalone"]
     assert cell_launcher(load_config("tiny")) == cell_launcher(load_config("tiny"))[:1]
 
@@ -43,4 +43,4 @@ def test_an_engine_cell_runs_under_torchrun(tmp_path, small_overrides, monkeypat
     rows = run_matrix(matrix, LabOptions(results_dir=tmp_path / "results", runs_dir=tmp_path / "runs"),
                       env=CPU)
     assert [r["status"] for r in rows] == ["ok"], rows
-    assert rows[0]["config"]["train.engine"] == "ddp" and rows[0]["config"]["train.micro_batch"] == 2
+    assert rows[0]["config"]["impl.engine"] == "ddp" and rows[0]["config"]["train.micro_batch"] == 2

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from gocram.config import load_config
-from gocram.errors import ConfigError, GocramError
+from gocram.core.errors import ConfigError, GocramError
 from gocram.train.checkpoint import latest_checkpoint, load_checkpoint
 from gocram.train.trainer import Trainer
 from tests.conftest import REPO, run_gocram
@@ -39,15 +39,15 @@ ENGINE_PARAMS = [pytest.param(e, marks=needs_deepspeed) if e.startswith("zero") 
 def base_args(go_corpus, cache_dir) -> list[str]:
     return [
         "--config", "tiny", "model.n_layer=2", "model.n_head=2", "model.d_model=64",
-        "model.seq_len=64", "model.vocab_size=512", "train.progress_every_s=1000",
+        "model.seq_len=64", "model.vocab_size=512", "impl.progress_every_s=1000",
         f"data.corpus={go_corpus}", f"data.cache_dir={cache_dir}", "data.val_frac=0.2",
-        "eval.max_bytes=20000", "eval.every_s=0", "train.clock=steps", "train.ckpt_every_s=0",
-        "train.log_every_steps=1", "train.batch_tokens=512",
+        "eval.max_bytes=20000", "impl.eval_every_s=0", "train.clock=steps", "impl.ckpt_every_s=0",
+        "impl.log_every_steps=1", "train.batch_tokens=512",
         "train.precision=fp32",  # auto is bf16 on a CPU with native bf16; the tolerances are fp32's
     ]
 
 
-SHORT = ["train.max_steps=8", "train.ckpt_every_steps=4"]
+SHORT = ["train.max_steps=8", "impl.ckpt_every_steps=4"]
 
 
 def torchrun(*args: str, timeout: float = 600, popen: bool = False):
@@ -136,7 +136,7 @@ def test_engine_matches_one_process_and_resumes(engine, tmp_path, single_run, ba
 
 
 def test_sigkill_under_ddp_then_resume_reproduces_the_losses(tmp_path, base_args):
-    args = [*base_args, "train.micro_batch=4", "train.max_steps=200", "train.ckpt_every_steps=25",
+    args = [*base_args, "train.micro_batch=4", "train.max_steps=200", "impl.ckpt_every_steps=25",
             "--engine", "ddp"]
     reference = tmp_path / "reference"
     torchrun(*args, "--out", str(reference))
@@ -203,19 +203,19 @@ def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step_with_a_checkpoint
 # -- fast checks, no process group -----------------------------------------------------------------
 
 def test_engine_settings_are_checked_when_the_config_is_built():
-    with pytest.raises(ConfigError, match="train.engine: .*'zero4'"):
-        load_config("tiny", ["train.engine=zero4"])
-    with pytest.raises(ConfigError, match="train.engine='zero3' cannot run with train.compile"):
-        load_config("tiny", ["train.engine=zero3", "train.compile=true"])
-    with pytest.raises(ConfigError, match="train.engine='fsdp' cannot run with train.precision=fp16"):
-        load_config("tiny", ["train.engine=fsdp", "train.precision=fp16"])
-    assert load_config("tiny", ["train.engine=ddp", "train.compile=true"]).train.engine == "ddp"
+    with pytest.raises(ConfigError, match="impl.engine: .*'zero4'"):
+        load_config("tiny", ["impl.engine=zero4"])
+    with pytest.raises(ConfigError, match="impl.engine='zero3' cannot run with impl.compile"):
+        load_config("tiny", ["impl.engine=zero3", "impl.compile=true"])
+    with pytest.raises(ConfigError, match="impl.engine='fsdp' cannot run with train.precision=fp16"):
+        load_config("tiny", ["impl.engine=fsdp", "train.precision=fp16"])
+    assert load_config("tiny", ["impl.engine=ddp", "impl.compile=true"]).impl.engine == "ddp"
 
 
 def test_a_multi_process_engine_outside_torchrun_says_how_to_launch(tmp_path, small_overrides,
                                                                      monkeypatch):
     monkeypatch.delenv("RANK", raising=False)
-    cfg = load_config("tiny", small_overrides + ["train.engine=ddp"])
+    cfg = load_config("tiny", small_overrides + ["impl.engine=ddp"])
     with pytest.raises(GocramError, match="torchrun --nproc_per_node"):
         Trainer(cfg, tmp_path)
 

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from gocram.config import load_config
+from gocram.core.errors import ConfigError, GocramError
 from gocram.data.loader import ShardDataset, ShardLoader
-from gocram.errors import ConfigError, GocramError
 from gocram.train.checkpoint import (
     checkpoint_problem,
     latest_good_checkpoint,
@@ -34,7 +34,7 @@ from tests.conftest import REPO
 from tests.test_data_loader import shard_files  # noqa: F401 - a fixture
 from tests.test_trainer import read_log
 
-STEPS = ["train.clock=steps", "train.ckpt_every_s=0", "train.log_every_steps=1"]
+STEPS = ["train.clock=steps", "impl.ckpt_every_s=0", "impl.log_every_steps=1"]
 
 
 def make_trainer(tmp_path, small_overrides, *extra: str, name: str = "run") -> Trainer:
@@ -94,7 +94,7 @@ def test_a_nan_gradient_step_is_skipped_and_counted(tmp_path, small_overrides):
 
 
 def test_bad_steps_in_a_row_roll_back_with_a_lower_lr(tmp_path, small_overrides):
-    trainer = make_trainer(tmp_path, small_overrides, "train.max_steps=30", "train.ckpt_every_steps=5",
+    trainer = make_trainer(tmp_path, small_overrides, "train.max_steps=30", "impl.ckpt_every_steps=5",
                            "train.schedule=constant", "train.warmup_frac=0", "train.lr=0.004",
                            "health.max_bad_steps=3", "health.rollback_lr_factor=0.25")
     trainer.grad_hooks.append(PoisonGrads(start=12, count=3))  # steps 12, 13, 14
@@ -114,7 +114,7 @@ def test_bad_steps_in_a_row_roll_back_with_a_lower_lr(tmp_path, small_overrides)
 
 
 def test_too_many_rollbacks_stop_with_a_clear_error(tmp_path, small_overrides):
-    trainer = make_trainer(tmp_path, small_overrides, "train.max_steps=40", "train.ckpt_every_steps=5",
+    trainer = make_trainer(tmp_path, small_overrides, "train.max_steps=40", "impl.ckpt_every_steps=5",
                            "health.max_bad_steps=2", "health.max_rollbacks=1")
     trainer.grad_hooks.append(PoisonGrads(start=7, count=10_000))  # diverged for good
     with pytest.raises(GocramError, match=r"diverged: 2 bad steps in a row at step 7 after 1 rollback"):
@@ -126,7 +126,7 @@ def test_too_many_rollbacks_stop_with_a_clear_error(tmp_path, small_overrides):
 
 
 def test_a_loss_spike_is_skipped_then_rolled_back(tmp_path, small_overrides):
-    trainer = make_trainer(tmp_path, small_overrides, "train.max_steps=40", "train.ckpt_every_steps=5",
+    trainer = make_trainer(tmp_path, small_overrides, "train.max_steps=40", "impl.ckpt_every_steps=5",
                            "health.spike_zscore=6", "health.spike_window=10", "health.max_bad_steps=3")
     calls = []
 
@@ -150,7 +150,7 @@ def test_a_loss_spike_is_skipped_then_rolled_back(tmp_path, small_overrides):
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint_and_the_run_going(tmp_path, small_overrides):
-    trainer = make_trainer(tmp_path, small_overrides, "train.max_steps=30", "train.ckpt_every_steps=5")
+    trainer = make_trainer(tmp_path, small_overrides, "train.max_steps=30", "impl.ckpt_every_steps=5")
 
     def full_after_step_10(state, handle):
         if state["progress"]["step"] > 10:
@@ -188,7 +188,7 @@ def test_an_unwritable_checkpoint_directory(tmp_path, small_overrides):
 
 
 def test_a_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path, small_overrides, capsys):
-    args = ["train.max_steps=20", "train.ckpt_every_steps=5", "train.keep_checkpoints=3"]
+    args = ["train.max_steps=20", "impl.ckpt_every_steps=5", "impl.keep_checkpoints=3"]
     first = make_trainer(tmp_path, small_overrides, *args)
     first.run()
     original = {r["step"]: r["loss"] for r in read_log(first.out) if "loss" in r}
@@ -335,7 +335,7 @@ def gocram_popen(*args: str) -> subprocess.Popen:
 
 
 def test_sigterm_checkpoints_exits_0_and_resumes_exactly(tmp_path, small_overrides):
-    overrides = [*small_overrides, "model.dropout=0.1", "train.max_steps=150", "train.ckpt_every_steps=50",
+    overrides = [*small_overrides, "model.dropout=0.1", "train.max_steps=150", "impl.ckpt_every_steps=50",
                  *STEPS]
     args = ["train", "--config", "tiny", *overrides]
     reference = tmp_path / "reference"

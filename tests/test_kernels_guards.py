@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gocram.errors import ConfigError, GocramError
+from gocram.core.errors import ConfigError, GocramError
 from gocram.kernels.availability import KernelInputError, triton_missing, unsupported_reason
 from gocram.kernels.bias_gelu import bias_gelu, bias_gelu_backward, bias_gelu_forward
 from gocram.kernels.cross_entropy import (
@@ -56,7 +56,7 @@ def test_without_the_interpreter_cpu_input_raises_a_clear_error():
         "from gocram.kernels.layernorm import layernorm\n"
         "from gocram.models.gpt import GPT\n"
         "from gocram.config import ModelConfig\n"
-        "from gocram.errors import GocramError\n"
+        "from gocram.core.errors import GocramError\n"
         "print('REASON', unsupported_reason('cpu'))\n"
         "try:\n"
         "    layernorm(torch.randn(2, 8), torch.ones(8), None)\n"

@@ -7,11 +7,13 @@ import json
 import pytest
 import torch
 
-from gocram.config import ModelConfig, load_config
+from gocram.config import ImplConfig, ModelConfig, load_config
 from gocram.kernels.availability import unsupported_reason
 from gocram.models.gpt import GPT
-from gocram.models.registry import ACTIVATIONS, LOSSES, NORMS
+from gocram.models.parts import ACTIVATIONS, LOSSES, NORMS
 from gocram.train.trainer import train
+
+FUSED = ImplConfig(norm="triton", activation="triton", loss="triton")
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 _REASON = unsupported_reason(DEVICE)
@@ -29,7 +31,7 @@ def reference_runs() -> dict:
 
 def run_config(overrides: list[str]):
     return load_config(None, [*overrides, "train.clock=steps", f"train.max_steps={STEPS}",
-                              "train.log_every_steps=1", f"train.device={DEVICE.type}"])
+                              "impl.log_every_steps=1", f"impl.device={DEVICE.type}"])
 
 
 def run_losses(cfg, out) -> tuple[list[float], float]:
@@ -42,18 +44,18 @@ def run_losses(cfg, out) -> tuple[list[float], float]:
 
 @needs_kernels
 @pytest.mark.parametrize("kernel,reference", [
-    ("model.norm=triton_layernorm", "model.norm=layernorm"),
-    ("model.activation=triton_bias_gelu", "model.activation=gelu"),
-    ("model.activation=triton_bias_gelu_tanh", "model.activation=gelu_tanh"),
-    ("model.loss=fused_cross_entropy", "model.loss=cross_entropy"),
+    (["impl.norm=triton"], ["impl.norm=torch"]),
+    (["impl.activation=triton"], ["impl.activation=torch"]),
+    (["model.activation=gelu_tanh", "impl.activation=triton"], ["model.activation=gelu_tanh"]),
+    (["impl.loss=triton"], ["impl.loss=torch"]),
 ])
 def test_training_with_kernel_matches_reference(kernel, reference, small_overrides, reference_runs,
                                                 tmp_path):
-    ref_cfg = run_config([*small_overrides, reference])
+    ref_cfg = run_config([*small_overrides, *reference])
     if ref_cfg.hash() not in reference_runs:  # three of the references are the default config
         reference_runs[ref_cfg.hash()] = run_losses(ref_cfg, tmp_path / "reference")
     ref_losses, ref_val = reference_runs[ref_cfg.hash()]
-    losses, val = run_losses(run_config([*small_overrides, kernel]), tmp_path / "kernel")
+    losses, val = run_losses(run_config([*small_overrides, *kernel]), tmp_path / "kernel")
     # Equal up to float summation order: far tighter than any real change would allow.
     torch.testing.assert_close(torch.tensor(losses), torch.tensor(ref_losses), atol=1e-4, rtol=1e-5)
     assert abs(val - ref_val) < 1e-4
@@ -61,9 +63,9 @@ def test_training_with_kernel_matches_reference(kernel, reference, small_overrid
 
 
 def test_kernels_are_registered_lazily():
-    assert "triton_layernorm" in NORMS
-    assert {"triton_bias_gelu", "triton_bias_gelu_tanh"} <= set(ACTIVATIONS.names())
-    assert "fused_cross_entropy" in LOSSES
+    assert NORMS.impls("layernorm") == ["torch", "triton"]
+    assert ACTIVATIONS.impls("gelu") == ACTIVATIONS.impls("gelu_tanh") == ["torch", "triton"]
+    assert LOSSES.impls("cross_entropy") == ["torch", "triton"]
 
 
 @needs_kernels
@@ -72,8 +74,7 @@ def test_state_dicts_interchange_with_the_reference_parts(bias):
     torch.manual_seed(0)
     base = dict(n_layer=1, n_head=2, d_model=32, seq_len=16, vocab_size=100, bias=bias)
     ref = GPT(ModelConfig(**base)).to(DEVICE)
-    fast = GPT(ModelConfig(**base, norm="triton_layernorm", activation="triton_bias_gelu",
-                           loss="fused_cross_entropy")).to(DEVICE)
+    fast = GPT(ModelConfig(**base), FUSED).to(DEVICE)
     assert type(fast.norm_f).__name__ == "TritonLayerNorm"
     assert type(fast.blocks[0].mlp.act).__name__ == "TritonBiasGELU"
     fast.load_state_dict(ref.state_dict())  # strict: the same parameter names
@@ -90,8 +91,7 @@ def test_kernels_survive_torch_compile():
     torch.manual_seed(0)
     base = dict(n_layer=1, n_head=2, d_model=32, seq_len=16, vocab_size=100)
     ref = GPT(ModelConfig(**base, activation="gelu_tanh")).to(DEVICE)
-    fast = GPT(ModelConfig(**base, norm="triton_layernorm", activation="triton_bias_gelu_tanh",
-                           loss="fused_cross_entropy")).to(DEVICE)
+    fast = GPT(ModelConfig(**base, activation="gelu_tanh"), FUSED).to(DEVICE)
     fast.load_state_dict(ref.state_dict())
     compiled = torch.compile(fast, backend="eager")
     idx = torch.randint(0, 100, (2, 16), device=DEVICE)

@@ -1,10 +1,11 @@
 import pytest
 import torch
 
-from gocram.config import ModelConfig
-from gocram.errors import ConfigError
+from gocram.config import ImplConfig, ModelConfig
+from gocram.core.errors import ConfigError
+from gocram.core.registry import Registry
 from gocram.models.gpt import GPT
-from gocram.models.registry import ATTENTIONS, NORMS, Registry
+from gocram.models.parts import ATTENTIONS, NORMS
 
 
 def small(**kw) -> ModelConfig:
@@ -48,8 +49,8 @@ def test_causality():
 
 def test_math_and_sdpa_attention_agree_forward_and_backward():
     torch.manual_seed(0)
-    ref = GPT(small(attention="math"))
-    fast = GPT(small(attention="sdpa"))
+    ref = GPT(small(), ImplConfig(attention="math"))
+    fast = GPT(small(), ImplConfig(attention="sdpa"))
     fast.load_state_dict(ref.state_dict())
     idx = torch.randint(0, 300, (3, 33))
     loss_ref, loss_fast = ref(idx, idx), fast(idx, idx)
@@ -67,7 +68,7 @@ def test_sum_reduction_is_mean_times_count():
 
 
 def test_parts_chosen_by_name():
-    model = GPT(small(norm="rmsnorm", activation="gelu_tanh", attention="math"))
+    model = GPT(small(norm="rmsnorm", activation="gelu_tanh"), ImplConfig(attention="math"))
     assert type(model.blocks[0].norm_attn).__name__ == "RMSNorm"
     assert type(model.blocks[0].mlp.act).__name__ == "GELUTanh"
     assert model.blocks[0].attn.backend.name == "math"
@@ -78,15 +79,30 @@ def test_unknown_part_names_the_choices():
         GPT(small(norm="layrnorm"))
     assert {"math", "sdpa"} <= set(ATTENTIONS.names())
     assert "layernorm" in NORMS
+    with pytest.raises(ConfigError, match="no 'triton' implementation; choose one of \\['torch'\\]"):
+        GPT(small(norm="rmsnorm"), ImplConfig(norm="triton"))
 
 
 def test_lazy_registry_entries_import_on_first_use():
     reg = Registry("thing")
-    reg.register_lazy("json_dumps", "json:dumps")
-    assert "json_dumps" in reg.names()
+    reg.add("json_dumps", "json:dumps")
+    reg.add("json_dumps", "json:loads", impl="other")
+    assert "json_dumps" in reg.names() and reg.impls("json_dumps") == ["other", "torch"]
     assert reg.build("json_dumps", [1]) == "[1]"
+    assert reg.get("json_dumps", "other")("[2]") == [2]
     with pytest.raises(ValueError, match="twice"):
-        reg.register_lazy("json_dumps", "json:loads")
+        reg.add("json_dumps", "json:loads")
+    assert "unknown thing 'json_dump' (did you mean 'json_dumps'?)" in reg.check("json_dump")
+
+
+def test_param_roles_cover_every_parameter_once():
+    for tie in (True, False):
+        model = GPT(small(tie_embeddings=tie))
+        roles = model.param_roles()
+        ids = [id(p) for group in roles.values() for p in group]
+        assert len(ids) == len(set(ids)) == len({id(p) for p in model.parameters()})
+        assert all(p.dim() == 2 for p in roles["matrix"]) and all(p.dim() < 2 for p in roles["vector"])
+        assert (len(roles["head"]) == 1) == (not tie)
 
 
 def test_sdpa_refuses_document_masks_with_a_reason():

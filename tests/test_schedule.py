@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from gocram.errors import ConfigError
+from gocram.core.errors import ConfigError
 from gocram.train.clock import BudgetClock
 from gocram.train.schedule import SCHEDULES, ScheduleShape, lr_multiplier
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gocram.config import ModelConfig, load_config
-from gocram.errors import ConfigError
+from gocram.config import ImplConfig, ModelConfig, load_config
+from gocram.core.errors import ConfigError
 from gocram.models.attention import causal_document_mask
 from gocram.models.gpt import GPT, apply_rope, rope_tables
 from gocram.models.token_drop import TokenDrop, run_on_subset
@@ -17,15 +17,20 @@ from gocram.train.trainer import Trainer
 
 
 def cfg(**kw) -> ModelConfig:
-    base = dict(n_layer=4, n_head=2, d_model=32, seq_len=40, vocab_size=200, attention="math")
+    base = dict(n_layer=4, n_head=2, d_model=32, seq_len=40, vocab_size=200)
     return ModelConfig(**{**base, **kw})
+
+
+def math_gpt(model_cfg: ModelConfig) -> GPT:
+    """The explicit-mask reference below is written against math attention."""
+    return GPT(model_cfg, ImplConfig(attention="math"))
 
 
 def twins(**kw) -> tuple[GPT, GPT]:
     """A baseline and a token-dropping model with the same weights."""
     torch.manual_seed(0)
-    base = GPT(cfg(**kw))
-    drop = GPT(cfg(token_drop_rate=0.5, **kw))
+    base = math_gpt(cfg(**kw))
+    drop = math_gpt(cfg(token_drop_rate=0.5, **kw))
     drop.load_state_dict(base.state_dict())
     return base, drop
 
@@ -80,7 +85,7 @@ def test_rate_zero_equals_the_baseline_exactly():
     assert torch.equal(a, b)
     for (name, p), q in zip(base.named_parameters(), drop.parameters(), strict=True):
         assert torch.equal(p.grad, q.grad), name
-    zero = GPT(cfg(token_drop_rate=0.0))
+    zero = math_gpt(cfg(token_drop_rate=0.0))
     assert not zero.token_drop.layers
 
 
@@ -98,7 +103,7 @@ def test_eval_never_drops_and_training_does(position):
 @pytest.mark.parametrize("position", ["learned", "rope"])
 def test_causality_holds_under_dropping(position):
     torch.manual_seed(0)
-    model = GPT(cfg(position=position, token_drop_rate=0.6)).train()
+    model = math_gpt(cfg(position=position, token_drop_rate=0.6)).train()
     idx = torch.randint(0, 200, (2, 37))
     changed = idx.clone()
     changed[:, 20] = (changed[:, 20] + 1) % 200
@@ -127,7 +132,7 @@ def block_with_mask(block, x, allowed, cos, sin):
 def test_kept_tokens_keep_their_positions_and_see_only_earlier_kept_tokens():
     """A dropping layer equals the full layer with dropped keys masked out, at the kept tokens."""
     torch.manual_seed(0)
-    model = GPT(cfg(position="rope", token_drop_rate=0.5))
+    model = math_gpt(cfg(position="rope", token_drop_rate=0.5))
     block = model.blocks[1]
     B, T, C = 2, 29, 32
     x = torch.randn(B, T, C)
@@ -146,7 +151,7 @@ def test_kept_tokens_keep_their_positions_and_see_only_earlier_kept_tokens():
 
 def test_gradients_reach_every_parameter_while_dropping():
     torch.manual_seed(0)
-    model = GPT(cfg(position="rope", token_drop_rate=0.7, tie_embeddings=False)).train()
+    model = math_gpt(cfg(position="rope", token_drop_rate=0.7, tie_embeddings=False)).train()
     idx = torch.randint(0, 200, (2, 40))
     model(idx, idx).backward()
     for name, p in model.named_parameters():
@@ -159,7 +164,7 @@ def test_gradients_reach_every_parameter_while_dropping():
 def test_the_trainer_moves_the_rate_with_the_budget(tmp_path, small_overrides):
     run = load_config("tiny", small_overrides + [
         "model.n_layer=3", "model.token_drop_rate=0.5", "model.token_drop_until=0.5",
-        "train.clock=steps", "train.max_steps=6", "model.attention=math"])
+        "train.clock=steps", "train.max_steps=6", "impl.attention=math"])
     trainer = Trainer(run, tmp_path / "run")
     seen = []
     trainer.step_hooks.append(lambda frac: seen.append((frac, trainer.model.token_drop.rate)))

@@ -9,6 +9,7 @@ import pytest
 from tokenizers import Regex, pre_tokenizers
 
 from gocram.config import DataConfig, load_config
+from gocram.core.errors import ConfigError, GocramError
 from gocram.data.corpus import read_corpus
 from gocram.data.split import split_by_package
 from gocram.data.tokenizer import (
@@ -26,7 +27,6 @@ from gocram.data.tokenizer.idioms import byte_level, choose_count, rank_idioms, 
 from gocram.data.tokenizer.stats import embedding_share, measure
 from gocram.data.tokenizer.sweep import default_trick_sets, sweep
 from gocram.data.tokenizer.tricks import parse_tricks, split_pattern
-from gocram.errors import ConfigError, GocramError
 from tests.conftest import run_gocram
 
 VOCAB = 600

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from gocram.config import load_config
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 from gocram.train.trainer import train
 from tests.conftest import REPO, run_gocram
 
@@ -25,7 +25,7 @@ def read_log(run_dir):
 
 
 def test_budget_stops_at_first_step_boundary_past_it(tmp_path, small_overrides):
-    cfg = load_config("tiny", small_overrides + ["train.budget_s=2", "train.log_every_steps=1"])
+    cfg = load_config("tiny", small_overrides + ["train.budget_s=2", "impl.log_every_steps=1"])
     result = train(cfg, tmp_path / "run")
     steps = [r for r in read_log(tmp_path / "run") if "loss" in r]
     last = steps[-1]
@@ -41,7 +41,7 @@ def test_budget_stops_at_first_step_boundary_past_it(tmp_path, small_overrides):
 
 def test_lr_follows_the_budget_fraction(tmp_path, small_overrides):
     cfg = load_config("tiny", small_overrides + [
-        "train.clock=steps", "train.max_steps=20", "train.log_every_steps=1",
+        "train.clock=steps", "train.max_steps=20", "impl.log_every_steps=1",
         "train.warmup_frac=0.1", "train.lr=0.01", "train.min_lr_ratio=0.1"])
     train(cfg, tmp_path / "run")
     lrs = {r["step"]: r["lr"] for r in read_log(tmp_path / "run") if "lr" in r}
@@ -53,7 +53,7 @@ def test_lr_follows_the_budget_fraction(tmp_path, small_overrides):
 def test_cli_train_then_eval_bpb(tmp_path, small_overrides, go_corpus):
     out = tmp_path / "run"
     done = run_gocram("train", "--config", "tiny", "--budget", "3", "--out", str(out),
-                      *small_overrides, "train.progress_every_s=0.5")
+                      *small_overrides, "impl.progress_every_s=0.5")
     assert done.returncode == 0, done.stderr
     assert "val bits per byte" in done.stdout and "xz -9e" in done.stdout
     assert "[train" in done.stderr  # live progress line
@@ -84,8 +84,8 @@ def test_resume_with_another_config_is_refused(tmp_path, small_overrides):
 def test_sigkill_then_resume_reproduces_the_uninterrupted_losses(tmp_path, small_overrides):
     args = ["train", "--config", "tiny", *small_overrides, "model.d_model=128",
             "model.dropout=0.1", "train.micro_batch=8", "train.clock=steps",
-            "train.max_steps=300", "train.ckpt_every_steps=25", "train.ckpt_every_s=0",
-            "train.log_every_steps=1"]
+            "train.max_steps=300", "impl.ckpt_every_steps=25", "impl.ckpt_every_s=0",
+            "impl.log_every_steps=1"]
     reference = tmp_path / "reference"
     assert run_gocram(*args, "--out", str(reference)).returncode == 0
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from gocram.bench.monitor import default_monitor
 from gocram.bench.profiling import ProfilerMonitor
 from gocram.config import config_from_dict
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 
 
 def run_cell(spec: dict) -> dict:

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from gocram.ablations.report import write_reports
     from gocram.ablations.results import load_rows
     from gocram.ablations.runner import LabOptions, run_matrix
-    from gocram.errors import ConfigError
+    from gocram.core.errors import ConfigError
 
     if args.toggles:
         print_toggles()
@@ -62,7 +62,7 @@ def _names(text: str | None) -> tuple[str, ...] | None:
 def print_toggles() -> None:
     from gocram.ablations.toggles import TOGGLES
 
-    print(f"{'toggle':<22} {'kind':<12} {'stage':<7} what")
+    print(f"{'toggle':<22} {'kind':<12} {'writes':<34} what")
     for name, t in sorted(TOGGLES.items()):
         spec = f"{name}=VALUE" if t.takes_value else name
-        print(f"{spec:<22} {t.kind:<12} {t.stage:<7} {t.description}")
+        print(f"{spec:<22} {t.kind:<12} {', '.join(t.writes):<34} {t.description}")

@@ -3,7 +3,7 @@
 ```yaml
 name: cpu-quick
 base: tiny                       # a configs/ name or a YAML path
-overrides: [model.attention=math]  # turn the base into the baseline
+overrides: [impl.attention=math]  # turn the base into the baseline
 budget_s: 60                     # per cell
 seeds: 1                         # a count (seeds 0..n-1) or a list
 mode: one-on                     # one-on | hold-one-out | cumulative | grid | list
@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from gocram.ablations.toggles import check_combination
-from gocram.errors import ConfigError
+from gocram.ablations.toggles import check_groups
+from gocram.core.errors import ConfigError
 
 SHIPPED = Path(__file__).resolve().parent / "matrices"
 MODES = ("one-on", "hold-one-out", "cumulative", "grid", "list")
@@ -54,14 +54,15 @@ class Matrix:
     timeout_s: float | None = None  # hard limit per cell; default: see runner
 
     def expand(self, *, force: bool = False) -> list[Cell]:
-        """The cells of this matrix (seeds apart), baseline first; conflicts are rejected here."""
+        """The cells of this matrix (seeds apart), baseline first; two toggles of a group are rejected
+        here, everything else on each cell's final config (gocram.plan)."""
         cells = EXPANDERS[self.mode](self)
         if self.mode == "grid" and len(cells) > self.max_cells and not force:
             raise ConfigError(f"matrix {self.name!r}: grid has {len(cells)} cells, over max_cells="
                               f"{self.max_cells}; pass --force to run them all")
         for cell in cells:
             try:
-                check_combination(cell.toggles)
+                check_groups(cell.toggles)
             except ConfigError as err:
                 raise ConfigError(f"matrix {self.name!r}, cell {cell.name!r}: {err}") from None
         names = [c.name for c in cells]

@@ -25,7 +25,7 @@ RESULT_FIELDS = (
 def make_row(*, matrix: str, cell: str, toggles: tuple[str, ...], seed: int, cfg: RunConfig,
              status: str, device_name: str, result: dict | None = None,
              run_dir: str | None = None) -> dict:
-    from gocram.bench.device import git_sha, versions
+    from gocram.core.env import git_sha, versions
 
     row = {
         "run_id": uuid.uuid4().hex[:12], "matrix": matrix, "cell": cell, "toggles": list(toggles),

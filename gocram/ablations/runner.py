@@ -16,14 +16,15 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gocram.ablations.matrix import Matrix
 from gocram.ablations.results import append_row, has_row, load_rows, make_row
-from gocram.ablations.toggles import RunEnv, apply_toggles, unsupported_reason
+from gocram.ablations.toggles import apply_toggles, unsupported_reason
 from gocram.config import RunConfig, load_config
-from gocram.errors import ConfigError
+from gocram.core.errors import ConfigError
+from gocram.plan import Env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,7 +58,7 @@ def cell_launcher(cfg: RunConfig) -> list[str]:
     that need a process group; rank 0 writes the cell's result.json."""
     from gocram.train.engines import ENGINES, launch_nproc
 
-    if not ENGINES.get(cfg.train.engine).distributed:
+    if not ENGINES.get(cfg.impl.engine).distributed:
         return [sys.executable]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc_per_node={launch_nproc()}"]
@@ -107,7 +108,7 @@ def run_cell_process(cfg: RunConfig, run_dir: Path, *, timeout_s: float,
     return f"failed: exit {code}: {reason}", None
 
 
-def run_matrix(matrix: Matrix, opts: LabOptions, env: RunEnv | None = None) -> list[dict]:
+def run_matrix(matrix: Matrix, opts: LabOptions, env: Env | None = None) -> list[dict]:
     """Run every (cell, seed) not already done; returns this matrix's rows for this device."""
     cells = matrix.expand(force=opts.force)
     if opts.only_cells:
@@ -119,7 +120,7 @@ def run_matrix(matrix: Matrix, opts: LabOptions, env: RunEnv | None = None) -> l
     budget = opts.budget_s or matrix.budget_s
     seeds = tuple(range(opts.seeds)) if opts.seeds else matrix.seeds
     base = load_config(matrix.base, [*matrix.overrides, f"train.budget_s={budget}"])
-    env = env or RunEnv.detect(base.train.device)
+    env = env or Env.detect(base.impl.device)
     rows_file = opts.results_dir / "runs.jsonl"
     timeout = matrix.timeout_s or default_timeout(budget)
     work = [(cell, seed) for cell in cells for seed in seeds]
@@ -127,7 +128,7 @@ def run_matrix(matrix: Matrix, opts: LabOptions, env: RunEnv | None = None) -> l
          f"{budget:g}s budget per cell")
     for i, (cell, seed) in enumerate(work, 1):
         label = f"{i}/{len(work)} {cell.name} seed {seed}"
-        seeded = RunConfig(model=base.model, train=_with_seed(base, seed), data=base.data, eval=base.eval)
+        seeded = _with_seed(base, seed)
         try:
             cfg = apply_toggles(seeded, cell.toggles)
         except ConfigError as err:
@@ -137,7 +138,7 @@ def run_matrix(matrix: Matrix, opts: LabOptions, env: RunEnv | None = None) -> l
             _say(f"{label}: {row['status']}")
             continue
         existing = load_rows(rows_file)
-        reason = unsupported_reason(env, cfg, cell.toggles)
+        reason = unsupported_reason(env, cfg)
         if reason:
             status = f"unsupported: {reason}"
             if not has_row(existing, matrix=matrix.name, cell=cell.name, config_hash=cfg.hash(),
@@ -164,7 +165,5 @@ def run_matrix(matrix: Matrix, opts: LabOptions, env: RunEnv | None = None) -> l
             if r["matrix"] == matrix.name and r["device_name"] == env.device_name]
 
 
-def _with_seed(cfg: RunConfig, seed: int):
-    from dataclasses import replace
-
-    return replace(cfg.train, seed=seed)
+def _with_seed(cfg: RunConfig, seed: int) -> RunConfig:
+    return replace(cfg, train=replace(cfg.train, seed=seed))

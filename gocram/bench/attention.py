@@ -30,8 +30,8 @@ from pathlib import Path
 
 import torch
 
-from gocram.bench.device import device_name, pick_device
-from gocram.models.registry import ATTENTIONS
+from gocram.core.env import device_name, pick_device
+from gocram.models.parts import ATTENTIONS
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 FIELDS = ["backend", "seq_len", "mask", "mode", "status", "tokens_per_s", "ms_per_iter",
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(measure(json.loads(args.one))))
         return 0
 
-    from gocram.errors import GocramError
+    from gocram.core.errors import GocramError
 
     device = pick_device(args.device)
     cuda = device.type == "cuda"
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from gocram.errors import GocramError
+    from gocram.core.errors import GocramError
 
     try:
         sys.exit(main())

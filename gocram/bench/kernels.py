@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from gocram.bench.device import device_name, git_sha, versions
+from gocram.core.env import device_name, git_sha, versions
 from gocram.kernels.availability import unsupported_reason
 
 MODES = ("forward", "backward", "full")
@@ -287,7 +287,7 @@ def append_csv(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     old = path.read_text() if path.exists() else ""
     if old and old.splitlines()[0].split(",") != list(COLUMNS):
-        from gocram.errors import GocramError
+        from gocram.core.errors import GocramError
 
         raise GocramError(f"{path}: has other columns than this benchmark writes; use another --out")
     buffer = io.StringIO()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gocram.models.registry import Registry
+from gocram.core.registry import Registry
 
 
 @dataclass
@@ -36,15 +36,13 @@ class Batch:
 LAYOUTS = Registry("data layout")
 
 
-def _register_builtin_layouts() -> None:
-    from gocram.data import layouts, windows  # noqa: F401  (register concat/padded/packed, random)
-
-    # Lazy: a fine-tuned run's config names this layout, and any command reading that config
-    # must know the name without importing the evaluation package.
-    LAYOUTS.register_lazy("finetune", "gocram.eval.finetune:FinetuneBatches")
-
-
-_register_builtin_layouts()
+LAYOUTS.add("random", "gocram.data.windows:RandomWindows")
+LAYOUTS.add("concat", "gocram.data.layouts:ConcatBatches")
+LAYOUTS.add("padded", "gocram.data.layouts:PaddedBatches")
+LAYOUTS.add("packed", "gocram.data.layouts:PackedBatches")
+# A fine-tuned run's config names this layout, and any command reading that config must know the
+# name without importing the evaluation package.
+LAYOUTS.add("finetune", "gocram.eval.finetune:FinetuneBatches")
 
 
 def layout_options(data) -> dict:

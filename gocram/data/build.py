@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gocram.core.errors import GocramError
+from gocram.core.files import sha256_file
 from gocram.data.corpus import MANIFEST, WORK_DIR, iter_parquet_rows, read_manifest, write_rows
 from gocram.data.debian import DOC_DIR
 from gocram.data.decontam import Decontaminator
@@ -38,8 +40,6 @@ from gocram.data.records import SourceFile, content_sha256, to_stack_row
 from gocram.data.redact import redact
 from gocram.data.sources import Source, open_source
 from gocram.data.split import unit_hash
-from gocram.errors import GocramError
-from gocram.files import sha256_file
 
 FORMAT = "gocram-corpus/1"
 REPORT = "report.json"

@@ -40,9 +40,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def run_build(args: argparse.Namespace) -> int:
     import yaml
 
+    from gocram.core.errors import ConfigError
     from gocram.data.build import build_corpus
     from gocram.data.options import build_options
-    from gocram.errors import ConfigError
 
     values = {}
     if args.options:

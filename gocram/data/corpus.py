@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 
 STACK_COLUMNS = (
     "content", "size", "ext", "lang", "max_stars_count", "max_stars_repo_name",

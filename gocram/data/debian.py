@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 
 SOURCE_ROOTS = ("/usr/share/gocode/src/", "/usr/share/go-1.19/src/", "/usr/lib/go-1.19/src/")
 DOC_DIR = Path("/usr/share/doc")

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")

@@ -22,11 +22,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from gocram.data.batches import LAYOUTS, Batch
+from gocram.core.tokens import IGNORE_INDEX
+from gocram.data.batches import Batch
 from gocram.data.packing import best_fit_decreasing, split_document
 from gocram.data.shards import TokenShard
 from gocram.data.slots import default_slot
-from gocram.models.registry import IGNORE_INDEX
 
 
 def as_shards(source, doc_offsets) -> list[TokenShard]:
@@ -117,7 +117,6 @@ class DocumentBatches:
         self.total_tokens = state["total_tokens"]
 
 
-@LAYOUTS.register("concat")
 class ConcatBatches(DocumentBatches):
     """Concatenate-and-chunk: rows of T+1 consecutive stream tokens, rows overlapping by one."""
 
@@ -165,7 +164,6 @@ class ConcatBatches(DocumentBatches):
             _, self.current = self.next_doc()
 
 
-@LAYOUTS.register("padded")
 class PaddedBatches(DocumentBatches):
     """One document per row: its first T+1 tokens (the rest is dropped), padding after it."""
 
@@ -195,7 +193,6 @@ class PaddedBatches(DocumentBatches):
 DEFAULT_GROUP_TOKENS = 1 << 20
 
 
-@LAYOUTS.register("packed")
 class PackedBatches(DocumentBatches):
     """Best-fit packing of whole documents (pieces of T+1 for longer ones) into rows of T+1."""
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from gocram.errors import ConfigError
+from gocram.core.errors import ConfigError
 
 PERMISSIVE_LICENSES = (
     "apache-2", "expat", "mit", "bsd-2", "bsd-3", "isc", "public-domain", "wtfpl", "go",

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from gocram.config import DataConfig, EvalConfig
+from gocram.core.errors import GocramError
 from gocram.data.corpus import Doc, corpus_fingerprint, read_corpus
 from gocram.data.shards import ShardWriter, TokenShard, encode_docs, token_dtype, tokenizer_hash
 from gocram.data.split import split_by_package, unit_hash
 from gocram.data.tokenizer import load_tokenizer, token_byte_lengths, train_bpe
-from gocram.errors import GocramError
 
 PREP_VERSION = 2
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gocram.core.errors import GocramError
+from gocram.core.files import sha256_file
 from gocram.data.build import REPORT
 from gocram.data.corpus import MANIFEST, read_manifest
-from gocram.errors import GocramError
-from gocram.files import sha256_file
 
 
 def load_report(root: Path) -> tuple[dict, dict]:

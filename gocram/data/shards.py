@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from gocram.core.errors import GocramError
 from gocram.data.tokenizer import eos_id
-from gocram.errors import GocramError
 
 MAGIC = b"GOCRAMTK"
 VERSION = 1

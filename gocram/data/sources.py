@@ -18,6 +18,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from gocram.core.errors import ConfigError, GocramError
+from gocram.core.registry import Registry
 from gocram.data.corpus import iter_parquet_rows
 from gocram.data.debian import (
     installed_version,
@@ -28,8 +30,6 @@ from gocram.data.debian import (
 )
 from gocram.data.options import BuildConfig
 from gocram.data.records import SourceFile, from_stack_row
-from gocram.errors import ConfigError, GocramError
-from gocram.models.registry import Registry
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DEBIAN_LIST = REPO_ROOT / "corpus" / "debian-go-packages.txt"

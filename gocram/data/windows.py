@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gocram.data.batches import LAYOUTS, Batch
+from gocram.core.tokens import IGNORE_INDEX
+from gocram.data.batches import Batch
 from gocram.data.slots import default_slot
-from gocram.models.registry import IGNORE_INDEX
 
 
-@LAYOUTS.register("random")
 class RandomWindows:
     """Batches of random length-T windows (crossing documents), y shifted by one. Resumable.
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gocram.core.tokens import IGNORE_INDEX
 from gocram.data.windows import eval_chunks
-from gocram.models.registry import IGNORE_INDEX
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,7 @@ def run_bpb(args: argparse.Namespace) -> int:
 
 
 def run_humaneval(args: argparse.Namespace) -> int:
-    from gocram.errors import GocramError
+    from gocram.core.errors import GocramError
     from gocram.eval.gorun import Limits
     from gocram.eval.harness import evaluate, format_summary, select_tasks
     from gocram.eval.suites import load_suite
@@ -165,7 +165,7 @@ def run_heldout(args: argparse.Namespace) -> int:
 
 
 def run_complete(args: argparse.Namespace) -> int:
-    from gocram.errors import GocramError
+    from gocram.core.errors import GocramError
     from gocram.eval.demo import complete_to
 
     if args.prompt_file == "-":

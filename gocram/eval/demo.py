@@ -14,7 +14,7 @@ from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 from gocram.eval.generate import SamplingConfig, generate
 
 MAX_PROMPT_BYTES = 100_000

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
+from gocram.core.errors import GocramError
 from gocram.data.tokenizer import EOS, PAD, eos_id
-from gocram.errors import GocramError
 from gocram.eval.tree import load_run
 
 # gocram activation name -> transformers' GPT-2 `activation_function`.

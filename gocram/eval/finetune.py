@@ -21,17 +21,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gocram.core.errors import GocramError
+from gocram.core.tokens import IGNORE_INDEX
 from gocram.data.batches import Batch
 from gocram.data.corpus import read_corpus
 from gocram.data.prepare import prepare_data
 from gocram.data.split import split_by_package
 from gocram.data.tokenizer import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, PAD, eos_id
-from gocram.errors import GocramError
 from gocram.eval.bpb import score_stream
 from gocram.eval.gofuncs import GoFunction, extract_functions
 from gocram.eval.suites import SUITES, load_suite
 from gocram.eval.tree import load_run
-from gocram.models.registry import IGNORE_INDEX
 
 NGRAM = 10
 MAX_BODY_CHARS = 2000
@@ -212,10 +212,9 @@ def finetune(checkpoint: str | Path, out: str | Path, opts: FinetuneOptions) -> 
     ft_cfg = replace(
         cfg,
         train=replace(cfg.train, budget_s=opts.budget_s, lr=opts.lr, clock="wall", max_steps=None,
-                      warmup_frac=0.1, schedule="cosine", device=opts.device, seed=opts.seed,
-                      ckpt_every_s=0.0, ckpt_every_steps=0),
+                      warmup_frac=0.1, schedule="cosine", seed=opts.seed),
         data=replace(cfg.data, layout="finetune", tokenizer=str((run_dir / "tokenizer.json").resolve())),
-        eval=replace(cfg.eval, every_s=0.0),
+        impl=replace(cfg.impl, device=opts.device, ckpt_every_s=0.0, ckpt_every_steps=0, eval_every_s=0.0),
     )
     data = prepare_data(ft_cfg.data, ft_cfg.eval, cfg.model.vocab_size)
     functions, counts = mine(ft_cfg.data.corpus, ft_cfg.data)
@@ -226,7 +225,7 @@ def finetune(checkpoint: str | Path, out: str | Path, opts: FinetuneOptions) -> 
     trainer = Trainer(ft_cfg, out, data=replace(data, train=ft_set))
     trainer.model.load_state_dict(model.state_dict())
     before = score_stream(trainer.model, data.val, data.token_bytes, seq_len=cfg.model.seq_len,
-                          batch=cfg.eval.micro_batch, device=trainer.device)
+                          batch=cfg.impl.eval_micro_batch, device=trainer.device)
     pass_before = _pass_at_1(trainer.model, tok, out / "humaneval-before", opts.humaneval_limit, opts.jobs)
     result = trainer.run()
     pass_after = _pass_at_1(trainer.model, tok, out / "humaneval-after", opts.humaneval_limit, opts.jobs)

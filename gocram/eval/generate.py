@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from gocram.core.errors import ConfigError
 from gocram.data.tokenizer import eos_id
-from gocram.errors import ConfigError
 from gocram.eval.gostop import StopRules
 from gocram.eval.kvcache import KVCache
 

@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from gocram.core.errors import GocramError
 from gocram.data.prepare import default_cache_dir
-from gocram.errors import GocramError
 
 DEBIAN_GOPATH = "/usr/share/gocode"
 NOBODY = 65534

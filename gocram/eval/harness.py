@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 from gocram.eval.gorun import DEFAULT_LIMITS, Limits, find_toolchain, run_go_test, sandbox_problem
 from gocram.eval.passk import ks_for, pass_at_k
 from gocram.eval.suites import Task

@@ -20,9 +20,9 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+from gocram.core.errors import GocramError
 from gocram.data.corpus import read_corpus
 from gocram.data.split import split_by_package, unit_hash
-from gocram.errors import GocramError
 from gocram.eval.generate import SamplingConfig, generate
 from gocram.eval.gofuncs import GoFunction, extract_functions
 

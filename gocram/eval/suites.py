@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gocram.errors import GocramError
-from gocram.models.registry import Registry
+from gocram.core.errors import GocramError
+from gocram.core.registry import Registry
 
 EVALDATA = Path(__file__).resolve().parent.parent.parent / "evaldata"
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gocram.bench.device import pick_device
 from gocram.config import config_from_dict
+from gocram.core.env import pick_device
+from gocram.core.errors import GocramError
 from gocram.data.tokenizer import eos_id, load_tokenizer, token_byte_lengths
 from gocram.data.windows import eval_chunks
-from gocram.errors import GocramError
 from gocram.eval.bpb import score_chunks
 from gocram.models.gpt import GPT
 from gocram.train.checkpoint import latest_checkpoint, load_checkpoint

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 
 # Kernel modules whose kernels must all be runnable for the kernels to count as supported.
 KERNEL_MODULES = ("gocram.kernels.layernorm", "gocram.kernels.bias_gelu", "gocram.kernels.cross_entropy")

@@ -213,7 +213,7 @@ class BiasGELUFunction(torch.autograd.Function):
         return dh.view(ctx.shape), None if dbias is None else dbias.to(bias.dtype), None
 
 
-# Dynamo runs this eagerly (a clean graph break under train.compile) rather than tracing the
+# Dynamo runs this eagerly (a clean graph break under impl.compile) rather than tracing the
 # launcher's host-side checks; the kernel is the fast path either way.
 @torch.compiler.disable
 def bias_gelu(
@@ -228,7 +228,7 @@ def bias_gelu(
 class TritonBiasGELU(nn.Module):
     """Drop-in for gocram.models.layers.GELU (owns `bias`): forward(h) = GELU(h + bias), fused.
 
-    Registered lazily as ACTIVATIONS['triton_bias_gelu'] in gocram/models/registry.py.
+    Registered lazily as ACTIVATIONS['gelu', 'triton'] in gocram/models/parts.py.
     """
 
     approximate = "none"

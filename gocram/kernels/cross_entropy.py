@@ -16,9 +16,9 @@ import torch
 import triton
 import triton.language as tl
 
+from gocram.core.tokens import IGNORE_INDEX
 from gocram.kernels.availability import KernelInputError, check_tensors, is_interpreted
 from gocram.kernels.tiling import next_pow2, num_warps, tile_rows
-from gocram.models.registry import IGNORE_INDEX
 
 REDUCTIONS = ("mean", "sum")
 MAX_BLOCK_V = 8192  # vocabulary columns per tile; the kernel loops over the rest
@@ -191,7 +191,7 @@ class FusedLinearCrossEntropyFunction(torch.autograd.Function):
         )
 
 
-# Dynamo runs this eagerly (a clean graph break under train.compile) rather than tracing the
+# Dynamo runs this eagerly (a clean graph break under impl.compile) rather than tracing the
 # launcher's host-side checks; the kernel is the fast path either way.
 @torch.compiler.disable
 def fused_linear_cross_entropy(
@@ -221,7 +221,7 @@ def fused_linear_cross_entropy(
 
 
 def fused_cross_entropy(*, chunk_rows: int | None = None):
-    """LOSSES['fused_cross_entropy'] builder (registered lazily in gocram/models/registry.py)."""
+    """LOSSES['cross_entropy', 'triton'] builder (registered lazily in gocram/models/parts.py)."""
 
     def loss(
         hidden: torch.Tensor,  # (N, d)

@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 from torch import nn
 
-from gocram.errors import ConfigError
+from gocram.core.errors import ConfigError
 from gocram.kernels.availability import KernelInputError, check_tensors, is_interpreted
 from gocram.kernels.tiling import next_pow2, num_warps, reduction_programs, tile_rows
 
@@ -229,7 +229,7 @@ class LayerNormFunction(torch.autograd.Function):
         )
 
 
-# Dynamo runs this eagerly (a clean graph break under train.compile) rather than tracing the
+# Dynamo runs this eagerly (a clean graph break under impl.compile) rather than tracing the
 # launcher's host-side checks; the kernel is the fast path either way.
 @torch.compiler.disable
 def layernorm(
@@ -247,7 +247,7 @@ def layernorm(
 class TritonLayerNorm(nn.Module):
     """Drop-in for gocram.models.layers.LayerNorm (same parameter names), fused in Triton.
 
-    Registered lazily as NORMS['triton_layernorm'] in gocram/models/registry.py.
+    Registered lazily as NORMS['layernorm', 'triton'] in gocram/models/parts.py.
     """
 
     def __init__(self, d_model: int, *, bias: bool = True, eps: float = 1e-5):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gocram.models.registry import IGNORE_INDEX
+from gocram.core.tokens import IGNORE_INDEX
 
 
 def layernorm_reference(

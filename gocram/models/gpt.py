@@ -1,5 +1,8 @@
 """A decoder-only, pre-LN GPT whose norm, activation, attention and loss are chosen by name.
 
+`ModelConfig` says what each part computes; `ImplConfig` says who computes it (the plain-torch
+reference or a fused kernel, models/parts.py), so the same weights run under either.
+
 Shapes: B batch, T sequence length, C = d_model, nh heads, hs = C // nh head size, V padded vocab.
 """
 
@@ -10,8 +13,8 @@ import math
 import torch
 from torch import nn
 
-from gocram.config import ModelConfig
-from gocram.models.registry import ACTIVATIONS, ATTENTIONS, LOSSES, NORMS
+from gocram.config import ImplConfig, ModelConfig
+from gocram.models.parts import ACTIVATIONS, ATTENTIONS, LOSSES, NORMS
 from gocram.models.token_drop import TokenDrop, run_on_subset
 
 
@@ -35,14 +38,14 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, impl: ImplConfig):
         super().__init__()
         self.n_head = cfg.n_head
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
-        self.backend = ATTENTIONS.build(cfg.attention)
+        self.backend = ATTENTIONS.build(impl.attention)
 
     def forward(self, x, rope=None, document_ids=None, kv_cache=None):
         B, T, C = x.shape
@@ -66,12 +69,12 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, impl: ImplConfig):
         super().__init__()
         width = cfg.mlp_ratio * cfg.d_model
         # The first projection's bias belongs to the activation so a fused bias+act can own it.
         self.fc = nn.Linear(cfg.d_model, width, bias=False)
-        self.act = ACTIVATIONS.build(cfg.activation, width, bias=cfg.bias)
+        self.act = ACTIVATIONS.get(cfg.activation, impl.activation)(width, bias=cfg.bias)
         self.proj = nn.Linear(width, cfg.d_model, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
 
@@ -80,12 +83,13 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, impl: ImplConfig):
         super().__init__()
-        self.norm_attn = NORMS.build(cfg.norm, cfg.d_model, bias=cfg.bias)
-        self.attn = CausalSelfAttention(cfg)
-        self.norm_mlp = NORMS.build(cfg.norm, cfg.d_model, bias=cfg.bias)
-        self.mlp = MLP(cfg)
+        norm = NORMS.get(cfg.norm, impl.norm)
+        self.norm_attn = norm(cfg.d_model, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg, impl)
+        self.norm_mlp = norm(cfg.d_model, bias=cfg.bias)
+        self.mlp = MLP(cfg, impl)
 
     def forward(self, x, rope=None, document_ids=None, kv_cache=None):
         x = x + self.attn(self.norm_attn(x), rope, document_ids, kv_cache)
@@ -94,19 +98,20 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, impl: ImplConfig | None = None):
         super().__init__()
+        impl = impl or ImplConfig()
         self.cfg = cfg
         V = cfg.padded_vocab_size
         self.wte = nn.Embedding(V, cfg.d_model)
         self.wpe = nn.Embedding(cfg.seq_len, cfg.d_model) if cfg.position == "learned" else None
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        self.norm_f = NORMS.build(cfg.norm, cfg.d_model, bias=cfg.bias)
+        self.blocks = nn.ModuleList(Block(cfg, impl) for _ in range(cfg.n_layer))
+        self.norm_f = NORMS.get(cfg.norm, impl.norm)(cfg.d_model, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.d_model, V, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.wte.weight
-        self.loss_fn = LOSSES.build(cfg.loss)
+        self.loss_fn = LOSSES.get(cfg.loss, impl.loss)()
         self.token_drop = TokenDrop(cfg)
         self.apply(self._init_weights)
         # GPT-2: scale the residual projections by 1/sqrt(2 * n_layer).
@@ -176,13 +181,31 @@ class GPT(nn.Module):
         """Parameters that take part in a matmul per token (embedding lookups do not)."""
         return sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
 
-    def optimizer_groups(self, weight_decay: float) -> list[dict]:
-        """Decay matrices (dim >= 2), not biases, norm weights or gains (nanoGPT's rule)."""
-        params = {id(p): p for p in self.parameters() if p.requires_grad}.values()
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        return [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
+    def param_roles(self) -> dict[str, list[nn.Parameter]]:
+        """Each trainable parameter once, by what it is (train/optimizers.py groups by role):
+        `matrix` the blocks' 2-D weights, `embedding` lookup tables, `head` an untied output
+        matrix, `vector` norm gains, biases and scalars."""
+        roles: dict[str, list[nn.Parameter]] = {"matrix": [], "embedding": [], "head": [], "vector": []}
+        seen: set[int] = set()
+        for name, p in self.named_parameters():
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            if p.dim() < 2:
+                roles["vector"].append(p)
+            elif name.startswith("blocks."):
+                roles["matrix"].append(p)
+            elif name.startswith("lm_head."):
+                roles["head"].append(p)
+            else:
+                roles["embedding"].append(p)
+        return roles
 
+    def optimizer_groups(self, weight_decay: float) -> list[dict]:
+        """Decay matrices (dim >= 2), not biases, norm weights or gains (nanoGPT's rule): the
+        groups DeepSpeed's own AdamW takes."""
+        roles = self.param_roles()
+        return [
+            {"params": roles["matrix"] + roles["embedding"] + roles["head"], "weight_decay": weight_decay},
+            {"params": roles["vector"], "weight_decay": 0.0},
+        ]

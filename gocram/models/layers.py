@@ -6,10 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gocram.models.registry import ACTIVATIONS, IGNORE_INDEX, LOSSES, NORMS
+from gocram.core.tokens import IGNORE_INDEX
 
 
-@NORMS.register("layernorm")
 class LayerNorm(nn.Module):
     """LayerNorm with an optional bias (torch's cannot drop only the bias before 2.1)."""
 
@@ -23,7 +22,6 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
 
 
-@NORMS.register("rmsnorm")
 class RMSNorm(nn.Module):
     """RMSNorm (no centring, no bias); `bias` is accepted for a uniform builder signature."""
 
@@ -51,7 +49,6 @@ class BiasActivation(nn.Module):
         return self.activation(h if self.bias is None else h + self.bias)
 
 
-@ACTIVATIONS.register("gelu")
 class GELU(BiasActivation):
     """Exact (erf) GELU."""
 
@@ -59,7 +56,6 @@ class GELU(BiasActivation):
         return F.gelu(h)
 
 
-@ACTIVATIONS.register("gelu_tanh")
 class GELUTanh(BiasActivation):
     """GELU with the tanh approximation (GPT-2's)."""
 
@@ -67,13 +63,11 @@ class GELUTanh(BiasActivation):
         return F.gelu(h, approximate="tanh")
 
 
-@ACTIVATIONS.register("relu")
 class ReLU(BiasActivation):
     def activation(self, h: torch.Tensor) -> torch.Tensor:
         return F.relu(h)
 
 
-@LOSSES.register("cross_entropy")
 def cross_entropy_loss():
     """The reference loss: full logits, then torch's cross-entropy in fp32."""
 

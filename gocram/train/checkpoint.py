@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from gocram.files import sha256_file
+from gocram.core.files import sha256_file
 
 CKPT_PATTERN = re.compile(r"^ckpt-(\d{8})\.pt$")
 SIDECAR = ".sha256"

@@ -15,7 +15,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=float, help="training budget in seconds (train.budget_s)")
     p.add_argument("--out", required=True, help="run directory (result.json, checkpoint/, logs)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
-    p.add_argument("--engine", help="train.engine: single, ddp, fsdp, zero1, zero2 or zero3 "
+    p.add_argument("--engine", help="impl.engine: single, ddp, fsdp, zero1, zero2 or zero3 "
                                     "(all but single run under torchrun, one process per device)")
     p.add_argument("overrides", nargs="*", metavar="section.key=value")
     p.set_defaults(handler=run)
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.budget is not None:
         overrides.append(f"train.budget_s={args.budget}")
     if args.engine is not None:
-        overrides.append(f"train.engine={args.engine}")
+        overrides.append(f"impl.engine={args.engine}")
     cfg = load_config(args.config, overrides)
     result = train(cfg, args.out, resume=args.resume)
     if result.get("world_size", 1) > 1 and os.environ.get("RANK", "0") != "0":

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gocram.config import HealthConfig
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 from gocram.train.status import json_number
 
 EVENT_KINDS = ("nonfinite_steps", "spike_steps", "rollbacks", "ckpt_failures", "slow_steps")

@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gocram.errors import ConfigError
+from gocram.core.errors import ConfigError
 
 
 @dataclass(frozen=True, kw_only=True)

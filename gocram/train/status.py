@@ -18,7 +18,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 
 TREND_POINTS = 8  # tokens/s over the last few heartbeat intervals
 STALE_AFTER_S = 60.0  # on top of three heartbeat intervals: a running state older is suspect

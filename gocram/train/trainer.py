@@ -19,45 +19,32 @@ from pathlib import Path
 
 import torch
 
-from gocram.bench.device import cpu_has_native_bf16, device_name, git_sha, peak_memory, pick_device, versions
 from gocram.bench.flops import flops_per_token, mfu
 from gocram.bench.peak import cpu_matmul_peak_tflops
-from gocram.config import RunConfig, config_from_dict, layout_needs_document_mask
+from gocram.config import RunConfig, config_from_dict
+from gocram.core.env import device_name, git_sha, peak_memory, pick_device, versions
+from gocram.core.errors import GocramError
+from gocram.core.tokens import IGNORE_INDEX
 from gocram.data.batches import LAYOUTS, layout_options
 from gocram.data.prepare import PreparedData, prepare_data
 from gocram.data.windows import eval_chunks
-from gocram.errors import GocramError
 from gocram.eval.bpb import Score, score_chunks
 from gocram.models.gpt import GPT
-from gocram.models.registry import IGNORE_INDEX
+from gocram.plan import PRECISION_DTYPES, Env, plan
 from gocram.train.checkpoint import list_checkpoints
 from gocram.train.clock import BudgetClock
 from gocram.train.engines import ENGINES
 from gocram.train.health import HealthGuard
+from gocram.train.optimizers import OPTIMIZERS, set_lr_multiplier
 from gocram.train.runlog import NullLog, RunLog
 from gocram.train.schedule import ScheduleShape, lr_multiplier
 from gocram.train.signals import GracefulStop
 from gocram.train.status import Heartbeat, NullHeartbeat
 
-PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_precision(requested: str, device: torch.device) -> str:
-    """auto: bf16 where the device has bf16 arithmetic (CUDA; a CPU with AVX512-BF16 or AMX), else fp32.
-
-    On a CPU without it bf16 is emulated and ~40x slower than fp32; with it, bf16 autocast gave
-    +51% tokens/s and -0.16 bpb at 600 s (results/cpu-headline).
-    """
-    if requested != "auto":
-        return requested
-    if device.type == "cuda":
-        return "bf16"
-    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
-
 
 def autocast_for(precision: str, device: torch.device):
     """A zero-argument context factory: autocast for bf16/fp16, nothing for fp32."""
-    if precision in PRECISION_DTYPES:
+    if precision != "fp32":
         return partial(torch.autocast, device_type=device.type, dtype=PRECISION_DTYPES[precision])
     return nullcontext
 
@@ -89,17 +76,19 @@ class Trainer:
         self.monitors = list(monitors)
         self.stop = stop
         # The engine first: it joins the process group, so the device and the sampler know the rank.
-        self.engine = ENGINES.build(cfg.train.engine, cfg)
-        self.device = self.engine.device(pick_device(cfg.train.device))
-        self.precision = resolve_precision(cfg.train.precision, self.device)
+        self.engine = ENGINES.build(cfg.impl.engine, cfg)
+        self.device = self.engine.device(pick_device(cfg.impl.device))
+        self.plan = plan(cfg, Env.for_device(self.device))
+        self.plan.raise_if_blocked()  # before any data is prepared
+        self.precision = self.plan.precision
         self.autocast = autocast_for(self.precision, self.device)
         # The CPU MFU basis: measured now, before any loader thread, and again at the end (best kept).
         self.cpu_peak_tflops = self._measure_cpu_peak() if self.device.type == "cpu" else None
         torch.manual_seed(cfg.train.seed)
         self.data = data or prepare_data(cfg.data, cfg.eval, cfg.model.vocab_size)
-        self.model = GPT(cfg.model).to(self.device)
-        self._check_supported()
-        tc = cfg.train
+        self.model = GPT(cfg.model, cfg.impl).to(self.device)
+        tc, impl = cfg.train, cfg.impl
+        self.optimizer_recipe = OPTIMIZERS.get(tc.optimizer)
         self.n_params, self.n_matmul_params = self.model.num_params(), self.model.matmul_params()
         self.accum = self.engine.local_accum(cfg.grad_accum)  # micro-batches per rank per step
         self.step_model, self.optimizer = self.engine.wrap(
@@ -111,7 +100,9 @@ class Trainer:
                                      **layout_options(cfg.data))
         # Called with the budget fraction before every step: schedules other than the LR
         # (e.g. a token-drop rate) hang here.
-        self.step_hooks: list = [self.model.set_budget_fraction]
+        self.step_hooks: list = [
+            self.model.set_budget_fraction,
+            lambda fraction: self.optimizer_recipe.set_budget_fraction(self.optimizer, fraction, tc)]
         # Called with the trainer after backward, before the health check and the update: the
         # seam for gradient surgery and for injecting faults in tests.
         self.grad_hooks: list = []
@@ -121,31 +112,20 @@ class Trainer:
         self.have_checkpoint = False  # written by this process, or resumed from
         self.last_skip: str | None = None  # why the last step was skipped, if it was
         self.last_wait_s = 0.0  # seconds the last step waited for batches
-        self.progress = Progress(next_eval_s=cfg.eval.every_s or float("inf"),
-                                 next_ckpt_s=tc.ckpt_every_s or float("inf"))
+        self.progress = Progress(next_eval_s=impl.eval_every_s or float("inf"),
+                                 next_ckpt_s=impl.ckpt_every_s or float("inf"))
         self.shape = ScheduleShape(warmup_frac=tc.warmup_frac, min_ratio=tc.min_lr_ratio,
                                    decay_frac=tc.decay_frac)
         self.stop_agreed = False  # a stop signal, once every rank has heard of it
-        if tc.compile:
+        if impl.compile:
             self.step_model = torch.compile(self.step_model)
 
     def _measure_cpu_peak(self) -> float:
-        return cpu_matmul_peak_tflops(PRECISION_DTYPES.get(self.precision, torch.float32))
+        return cpu_matmul_peak_tflops(PRECISION_DTYPES[self.precision])
 
     def _make_optimizer(self, model) -> torch.optim.Optimizer:
-        tc = self.cfg.train
-        return torch.optim.AdamW(model.optimizer_groups(tc.weight_decay), lr=tc.lr,
-                                 betas=(tc.beta1, tc.beta2), fused=self.device.type == "cuda")
-
-    def _check_supported(self) -> None:
-        backend = self.model.blocks[0].attn.backend
-        mc = self.cfg.model
-        reason = backend.unsupported_reason(
-            device=self.device, dtype=PRECISION_DTYPES.get(self.precision, torch.float32),
-            training=True, document_mask=layout_needs_document_mask(self.cfg.data.layout),
-            dropout=mc.dropout > 0, head_size=mc.head_size)
-        if reason:
-            raise GocramError(f"model.attention={self.cfg.model.attention!r}: {reason}")
+        return self.optimizer_recipe.build(model.param_roles(), self.cfg.train,
+                                           fused=self.device.type == "cuda")
 
     # -- checkpoints ---------------------------------------------------------------------------
     def checkpoint_state(self) -> dict:
@@ -160,7 +140,7 @@ class Trainer:
             "progress": {**p.__dict__, "step_times": list(p.step_times),
                          "val_curve": [list(point) for point in p.val_curve]},
             "config": self.cfg.to_dict(),
-            "config_hash": self.cfg.hash(),
+            "meaning_hash": self.cfg.meaning_hash(),
             "health": self.guard.state_dict(),
         }
 
@@ -169,7 +149,7 @@ class Trainer:
         directory = self.out / "checkpoint"
         try:
             self.engine.save(self.checkpoint_state(), directory, self.progress.step,
-                             self.cfg.train.keep_checkpoints, dump=self.ckpt_dump)
+                             self.cfg.impl.keep_checkpoints, dump=self.ckpt_dump)
             self.have_checkpoint = True
         except OSError as err:  # disk full, unwritable: the guard decides whether to go on
             self.guard.save_failed(err, step=self.progress.step, elapsed_s=self.progress.elapsed_s,
@@ -178,9 +158,12 @@ class Trainer:
 
     def restore(self, path: Path) -> None:
         state = self.engine.load(path)  # this rank's sampler and RNG states
-        if state["config_hash"] != self.cfg.hash():
-            saved = config_from_dict(state["config"]).flat()
-            differ = [k for k, v in self.cfg.flat().items() if saved.get(k) != v]
+        # Only what is learned must match: a cadence or a speed setting may change on resume.
+        saved = config_from_dict(state["config"])
+        if saved.meaning_hash() != self.cfg.meaning_hash():
+            saved_flat = saved.flat()
+            differ = [k for k, v in self.cfg.flat().items()
+                      if k.partition(".")[0] not in ("impl", "health") and saved_flat.get(k) != v]
             raise GocramError(f"{path}: written by a run with another config (differs in "
                               f"{', '.join(differ)}); resume with the same config")
         self.engine.load_weights(self.model, self.optimizer, state, path)
@@ -194,10 +177,11 @@ class Trainer:
         self.have_checkpoint = True
 
     # -- one optimizer step ----------------------------------------------------------------------
-    def train_step(self, lr: float) -> tuple[float, int, int]:
-        """Accumulate micro-batches to the target batch; returns (mean loss, tokens, bytes)."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+    def train_step(self, lr_multiplier: float) -> tuple[float, int, int]:
+        """Accumulate micro-batches to the target batch; returns (mean loss, tokens, bytes).
+
+        Every parameter group runs at its own base LR (train/optimizers.py) x lr_multiplier."""
+        set_lr_multiplier(self.optimizer, lr_multiplier)
         accum = self.accum
         total_loss = torch.zeros((), device=self.device)
         tokens = n_bytes = 0
@@ -238,7 +222,7 @@ class Trainer:
         # Each rank scores its share of the fixed val chunks; the sums are added across ranks.
         chunks = self.engine.shard_eval(eval_chunks(self.data.val, self.cfg.model.seq_len))
         score = self.engine.reduce_score(score_chunks(
-            self.model, chunks, self.data.token_bytes, batch=self.cfg.eval.micro_batch,
+            self.model, chunks, self.data.token_bytes, batch=self.cfg.impl.eval_micro_batch,
             device=self.device, autocast=self.autocast))
         took = time.perf_counter() - t0
         self.progress.eval_s += took
@@ -264,8 +248,8 @@ class Trainer:
 
     def _due(self, p: Progress) -> tuple[bool, bool]:
         """(eval due, checkpoint due) after the step just taken."""
-        tc = self.cfg.train
-        ckpt = p.elapsed_s >= p.next_ckpt_s or (tc.ckpt_every_steps and p.step % tc.ckpt_every_steps == 0)
+        impl = self.cfg.impl
+        ckpt = p.elapsed_s >= p.next_ckpt_s or (impl.ckpt_every_steps and p.step % impl.ckpt_every_steps == 0)
         return p.elapsed_s >= p.next_eval_s, bool(ckpt)
 
     # -- the run ---------------------------------------------------------------------------------
@@ -275,7 +259,7 @@ class Trainer:
         if main:
             shutil.copyfile(self.data.tokenizer_path, self.out / "tokenizer.json")
             (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=1))
-        self.log = (RunLog(self.out, progress_every_s=self.cfg.train.progress_every_s) if main
+        self.log = (RunLog(self.out, progress_every_s=self.cfg.impl.progress_every_s) if main
                     else NullLog())
         self.heartbeat = (Heartbeat(self.out, self.cfg.health.heartbeat_every_s, self.device)
                           if main else NullHeartbeat())
@@ -298,11 +282,12 @@ class Trainer:
         try:
             while not self._done(clock) and not self._stopping():
                 frac = self._fraction(clock)
-                lr = tc.lr * lr_multiplier(tc.schedule, frac, self.shape) * self.guard.lr_scale
+                multiplier = lr_multiplier(tc.schedule, frac, self.shape) * self.guard.lr_scale
+                lr = tc.lr * multiplier  # the AdamW groups' LR, for the log
                 for hook in self.step_hooks:
                     hook(frac)
                 clock.start()
-                loss, tokens, n_bytes = self.train_step(lr)
+                loss, tokens, n_bytes = self.train_step(multiplier)
                 took = clock.stop()
                 # global tokens and bytes, rank 0's clock, and whether any rank was asked to stop
                 tokens, n_bytes, clock.elapsed_s, self.stop_agreed = self.engine.agree(
@@ -312,7 +297,7 @@ class Trainer:
                 p.step_times.append(took)
                 self.guard.watch_step(step=p.step, elapsed_s=p.elapsed_s, step_s=took,
                                       wait_s=self.last_wait_s, sampler=self.sampler)
-                if self.last_skip is None and (p.step % tc.log_every_steps == 0 or p.step == 1):
+                if self.last_skip is None and (p.step % self.cfg.impl.log_every_steps == 0 or p.step == 1):
                     self.log.event({"step": p.step, "loss": loss, "lr": lr, "step_s": took,
                                     "elapsed_s": round(p.elapsed_s, 3), "tokens": p.tokens,
                                     "tok_per_s": p.tokens / p.elapsed_s,
@@ -328,13 +313,13 @@ class Trainer:
                 if eval_due and not self._done(clock):
                     self.validate()
                     while p.next_eval_s <= p.elapsed_s:
-                        p.next_eval_s += self.cfg.eval.every_s
+                        p.next_eval_s += self.cfg.impl.eval_every_s
                 # Not inside a run of bad steps: their weights are what a rollback must escape
                 # (a time-based checkpoint stays due until the next good step).
                 if ckpt_due and not self._done(clock) and not self.guard.bad_in_a_row:
                     self.save()
                     while p.next_ckpt_s <= p.elapsed_s:
-                        p.next_ckpt_s += tc.ckpt_every_s or float("inf")
+                        p.next_ckpt_s += self.cfg.impl.ckpt_every_s or float("inf")
                 self.heartbeat.beat(self, loss=loss, lr=lr)
             if self._stopping():
                 return self._stopped()
@@ -403,7 +388,7 @@ class Trainer:
         # Without compile the first step is warm-up noise; with it, it holds the compilation.
         steady = statistics.median(p.step_times[1:]) if len(p.step_times) > 2 else None
         compile_s = 0.0
-        if cfg.train.compile and p.step_times:
+        if cfg.impl.compile and p.step_times:
             # with no steady steps to subtract, the whole first step is the (upper-bound) estimate
             compile_s = max(p.step_times[0] - (steady or 0.0), 0.0)
         fpt = flops_per_token(cfg.model, self.n_matmul_params)  # counted before sharding
@@ -425,10 +410,12 @@ class Trainer:
             "compile_s": compile_s, "eval_s": p.eval_s, "ckpt_s": p.ckpt_s,
             "peak_mem_bytes": mem, "peak_mem_kind": mem_kind,
             "n_params": self.n_params, "precision": self.precision,
-            "engine": cfg.train.engine, "world_size": self.engine.world_size,
+            "engine": cfg.impl.engine, "world_size": self.engine.world_size,
+            "optimizer": cfg.train.optimizer,
             "device": self.device.type, "device_name": name,
             "val_curve": p.val_curve,
-            "config_hash": cfg.hash(), "git_sha": git_sha(), "versions": versions(),
+            "config_hash": cfg.hash(), "meaning_hash": cfg.meaning_hash(), "impl_hash": cfg.impl_hash(),
+            "git_sha": git_sha(), "versions": versions(),
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "data": {k: v for k, v in self.data.meta.items() if k != "val_set"},
             "config": cfg.flat(),

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 from gocram.eval.export import export_hf
 from gocram.eval.tree import load_run
 from tests.conftest import run_gocram

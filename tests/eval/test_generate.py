@@ -1,18 +1,18 @@
 import pytest
 import torch
 
-from gocram.config import ModelConfig
+from gocram.config import ImplConfig, ModelConfig
+from gocram.core.errors import ConfigError
 from gocram.data.tokenizer import load_tokenizer
-from gocram.errors import ConfigError
 from gocram.eval.generate import SamplingConfig, filter_logits, generate
 from gocram.eval.kvcache import KVCache
 from gocram.models.gpt import GPT
 
 
-def random_model(**overrides):
+def random_model(attention="sdpa", **overrides):
     cfg = dict(n_layer=2, n_head=3, d_model=48, seq_len=37, vocab_size=512)
     torch.manual_seed(0)
-    model = GPT(ModelConfig(**{**cfg, **overrides})).eval()
+    model = GPT(ModelConfig(**{**cfg, **overrides}), ImplConfig(attention=attention)).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.2)

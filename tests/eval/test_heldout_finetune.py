@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
+from gocram.core.errors import GocramError
+from gocram.core.tokens import IGNORE_INDEX
 from gocram.data.tokenizer import FIM_MIDDLE, FIM_PREFIX, load_tokenizer
-from gocram.errors import GocramError
 from gocram.eval.finetune import (
     FinetuneBatches,
     FinetuneOptions,
@@ -17,7 +18,6 @@ from gocram.eval.finetune import (
 from gocram.eval.gofuncs import extract_functions
 from gocram.eval.heldout import edit_similarity, gofmt_parses, heldout_functions, score_function
 from gocram.eval.suites import load_suite
-from gocram.models.registry import IGNORE_INDEX
 from tests.conftest import run_gocram
 
 GO_FILE = '''package demo

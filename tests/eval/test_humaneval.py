@@ -5,7 +5,7 @@ from itertools import combinations
 
 import pytest
 
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 from gocram.eval.gorun import sandbox_problem
 from gocram.eval.harness import evaluate, select_tasks
 from gocram.eval.passk import ks_for, pass_at_k

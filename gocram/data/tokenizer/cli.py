@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 
 SPLITS = ("val", "train", "all")
 

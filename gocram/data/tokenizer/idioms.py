@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from tokenizers import Regex, Tokenizer, pre_tokenizers
 
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 
 Run = tuple[str, ...]
 

@@ -12,8 +12,8 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from gocram.config import load_config, pad_vocab
+from gocram.core.errors import GocramError
 from gocram.data.tokenizer.core import token_byte_lengths
-from gocram.errors import GocramError
 
 EMBEDDING_CONFIGS = ("tiny", "small")
 MIN_TIMED_S = 1.0  # encode the texts again until at least this long has passed

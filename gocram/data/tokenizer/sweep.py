@@ -18,12 +18,12 @@ from importlib import metadata
 from pathlib import Path
 
 from gocram.config import DataConfig
+from gocram.core.errors import GocramError
 from gocram.data.corpus import Doc, corpus_fingerprint, read_corpus
 from gocram.data.split import split_by_package
 from gocram.data.tokenizer.core import MAX_IDIOM_SHARE, train_bpe_with_idioms
 from gocram.data.tokenizer.stats import EMBEDDING_CONFIGS, embedding_share, measure
 from gocram.data.tokenizer.tricks import TRICKS, parse_tricks, tricks_name
-from gocram.errors import GocramError
 
 VOCAB_SIZES = (2048, 4096, 8192, 16384, 32768, 50304)
 # The combination the sweep reports as "best": every trick that cut tokens alone in the
@@ -64,7 +64,7 @@ def log(msg: str) -> None:
 
 
 def environment() -> dict:
-    from gocram.bench.device import cpu_name, git_sha
+    from gocram.core.env import cpu_name, git_sha
 
     def version(dist: str) -> str | None:
         try:

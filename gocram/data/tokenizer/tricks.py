@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from gocram.errors import ConfigError
+from gocram.core.errors import ConfigError
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -122,7 +122,7 @@ def probe_reason(backend_name: str, device: str, dtype: torch.dtype, training: b
     Used where torch decides at run time (forced SDPA kernels), so the reason is what this torch
     on this device really does rather than a table that goes stale.
     """
-    from gocram.models.registry import ATTENTIONS
+    from gocram.models.parts import ATTENTIONS
 
     backend = ATTENTIONS.build(backend_name)
     # Probing must not move the run's random state (dropout draws from it).

@@ -15,13 +15,11 @@ from gocram.models.attention.base import (
     dtype_reason,
     missing_package_reason,
 )
-from gocram.models.registry import ATTENTIONS
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 MAX_HEAD_SIZE = 256  # FlashAttention-2's largest head dimension
 
 
-@ATTENTIONS.register("flash_attn")
 class FlashAttnAttention(AttentionBackend):
     name = "flash_attn"
     supports_document_mask = True

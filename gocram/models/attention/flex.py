@@ -15,7 +15,6 @@ from functools import cache
 import torch
 
 from gocram.models.attention.base import AttentionBackend, segment_ids
-from gocram.models.registry import ATTENTIONS
 
 FLEX_MODULE = "torch.nn.attention.flex_attention"
 
@@ -68,7 +67,6 @@ class _BlockMasks:
 _block_masks = _BlockMasks()
 
 
-@ATTENTIONS.register("flex")
 class FlexAttention(AttentionBackend):
     name = "flex"
     supports_document_mask = True

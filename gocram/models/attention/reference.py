@@ -7,10 +7,8 @@ import math
 import torch.nn.functional as F
 
 from gocram.models.attention.base import AttentionBackend, causal_document_mask
-from gocram.models.registry import ATTENTIONS
 
 
-@ATTENTIONS.register("math")
 class MathAttention(AttentionBackend):
     """softmax(q k^T / sqrt(hs) + mask) v in fp32 softmax; memory grows as T^2 (the scores)."""
 

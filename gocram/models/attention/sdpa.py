@@ -17,12 +17,10 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from gocram.models.attention.base import AttentionBackend, causal_document_mask, probe_reason
-from gocram.models.registry import ATTENTIONS
 
 PROBE_HEAD_SIZE = 64  # when the caller does not say; the model's own head size is better
 
 
-@ATTENTIONS.register("sdpa")
 class SDPAttention(AttentionBackend):
     """scaled_dot_product_attention with is_causal: torch picks flash, efficient, cuDNN or math."""
 
@@ -59,13 +57,11 @@ class ForcedSDPAttention(AttentionBackend):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
 
 
-@ATTENTIONS.register("sdpa_flash")
 class SDPAFlash(ForcedSDPAttention):
     name = "sdpa_flash"
     kernel = SDPBackend.FLASH_ATTENTION
 
 
-@ATTENTIONS.register("sdpa_efficient")
 class SDPAEfficient(ForcedSDPAttention):
     name = "sdpa_efficient"
     kernel = SDPBackend.EFFICIENT_ATTENTION

@@ -14,12 +14,10 @@ from gocram.models.attention.base import (
     dtype_reason,
     missing_package_reason,
 )
-from gocram.models.registry import ATTENTIONS
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-@ATTENTIONS.register("xformers")
 class XFormersAttention(AttentionBackend):
     name = "xformers"
     supports_document_mask = True

@@ -1,4 +1,4 @@
-"""Training engines by name (`train.engine`): how one run spreads over processes and devices.
+"""Training engines by name (`impl.engine`): how one run spreads over processes and devices.
 
 An engine owns the narrow seam between the Trainer and distribution: the process group, the
 device of this rank, wrapping the model and building the optimizer, backward and the optimizer
@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import torch
 
-from gocram.models.registry import Registry
+from gocram.core.registry import Registry
 
 ENGINES = Registry("training engine")
-ENGINES.register_lazy("single", "gocram.train.engines.single:SingleEngine")
-ENGINES.register_lazy("ddp", "gocram.train.engines.ddp:DDPEngine")
-ENGINES.register_lazy("fsdp", "gocram.train.engines.fsdp:FSDPEngine")
-ENGINES.register_lazy("zero1", "gocram.train.engines.zero:Zero1Engine")
-ENGINES.register_lazy("zero2", "gocram.train.engines.zero:Zero2Engine")
-ENGINES.register_lazy("zero3", "gocram.train.engines.zero:Zero3Engine")
+ENGINES.add("single", "gocram.train.engines.single:SingleEngine")
+ENGINES.add("ddp", "gocram.train.engines.ddp:DDPEngine")
+ENGINES.add("fsdp", "gocram.train.engines.fsdp:FSDPEngine")
+ENGINES.add("zero1", "gocram.train.engines.zero:Zero1Engine")
+ENGINES.add("zero2", "gocram.train.engines.zero:Zero2Engine")
+ENGINES.add("zero3", "gocram.train.engines.zero:Zero3Engine")
 
 # How many processes a multi-process engine is launched with by the harness: one per GPU, or two
 # gloo processes on CPU (enough to exercise every collective on a 2-core machine).

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gocram.errors import ConfigError, GocramError
+from gocram.core.errors import ConfigError, GocramError
+from gocram.core.tokens import IGNORE_INDEX
 from gocram.eval.bpb import Score
-from gocram.models.registry import IGNORE_INDEX
 from gocram.train.checkpoint import latest_good_checkpoint, load_checkpoint, save_checkpoint
 
 RANK_KEYS = ("sampler", "rng_cpu", "rng_cuda")  # checkpoint entries that differ per rank
@@ -144,11 +144,11 @@ class ProcessGroupEngine(Engine):
 
         if "RANK" not in os.environ and not dist.is_initialized():
             raise GocramError(
-                f"train.engine={cfg.train.engine} runs one process per device: launch it with "
+                f"impl.engine={cfg.impl.engine} runs one process per device: launch it with "
                 f"`torchrun --nproc_per_node N -m gocram train ...` (see README, Multi-GPU)")
         self._owns_group = not dist.is_initialized()
         if self._owns_group:
-            use_cuda = cfg.train.device != "cpu" and torch.cuda.is_available()
+            use_cuda = cfg.impl.device != "cpu" and torch.cuda.is_available()
             if use_cuda:
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
             dist.init_process_group(backend="nccl" if use_cuda else "gloo",

@@ -105,7 +105,7 @@ class ZeroEngine(ProcessGroupEngine):
     def load_weights(self, model, optimizer, state, path) -> None:
         loaded, _ = self.ds.load_checkpoint(str(path.parent), tag=ds_dir(path).name)
         if loaded is None:
-            from gocram.errors import GocramError
+            from gocram.core.errors import GocramError
 
             raise GocramError(f"{ds_dir(path)}: DeepSpeed could not load this checkpoint")
 

@@ -19,9 +19,9 @@ def pick_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cuda" and not torch.cuda.is_available():
-        from gocram.errors import ConfigError
+        from gocram.core.errors import ConfigError
 
-        raise ConfigError("train.device=cuda but no CUDA device is available")
+        raise ConfigError("impl.device=cuda but no CUDA device is available")
     return torch.device(requested)
 
 
