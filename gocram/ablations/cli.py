@@ -120,7 +120,7 @@ def run_challenge(args: argparse.Namespace) -> int:
         record = known[current["name"]] if current else chain.expand()[0]
     challenger = parse_cell_spec(args.challenge, known)
     matrix = challenge_matrix(chain, record, challenger)
-    seeds = args.seeds or RULE.min_seeds
+    seeds = args.seeds or max(len(chain.seeds), RULE.min_seeds)
     if seeds < RULE.min_seeds:
         print(f"[lab] {seeds} seed(s): the verdict will be 'too few seeds' (the rule needs "
               f"{RULE.min_seeds}); fine for screening", file=sys.stderr)

@@ -3,6 +3,8 @@
 A crashing or timed-out cell becomes a `failed: <error>` row and the matrix goes on; a cell the
 device cannot run becomes `unsupported: <reason>`; a rerun skips cells that already have an ok row
 for the same config hash on the same device, so an interrupted matrix resumes where it stopped.
+Every row carries the invocation's `matrix_run` id; a challenge (records.py) skips only cells done
+in its own matrix run, with seeds interleaved.
 """
 
 from __future__ import annotations
