@@ -171,8 +171,9 @@ def _history() -> list[dict]:
     """Machine A: founded by rec, beaten by ch (compile); then a loser, a challenge against the old
     record, and a resumed run whose last rows came from machine B. Machine B: its own chain."""
     rows = _side("rec", RECORD) + _side("ch", WIN, toggles=["compile"])
-    rows += _side("rec", [2.1, 2.2, 2.3], run="r-wrong") + \
-        _side("old", [1.5, 1.5, 1.6], run="r-wrong", record="rec", challenger="old", toggles=["vocab=1"])
+    wrong = {"run": "r-wrong", "record": "rec", "challenger": "old"}
+    rows += _side("rec", [2.1, 2.2, 2.3], **wrong)
+    rows += _side("old", [1.5, 1.5, 1.6], **wrong, toggles=["vocab=1"])
     for cell, values, toggles in [("ch", WIN, ["compile"]), ("worse", [1.96, 1.95, 1.97], ["vocab=2"])]:
         rows += _side(cell, values, run="r3", record="ch", challenger="worse", toggles=toggles)
     rows += [_row("ch", 0, 1.95, run="r-mixed", record="ch", challenger="mix"),
@@ -198,7 +199,9 @@ def test_the_ledger_chains_records_per_machine():
     assert beat["command"] == "gocram lab --challenge ch:compile --record rec: --seeds 3 --budget 600"
     assert beat["config_hash"] == {"0": "ch-0", "1": "ch-1", "2": "ch-2"}
     assert a["records"][0]["founding"] and a["records"][0]["val_bpb"]["n"] == 3
-    assert "'rec', the record on this machine is 'ch'" in a["challenges"][1]["reason"]
+    wrong = a["challenges"][1]
+    assert "'rec', the record on this machine is 'ch'" in wrong["reason"] and wrong["p"] < 0.01
+    assert (wrong["record"], wrong["challenger"]) == ("rec", "old")
     assert [r["name"] for r in b["records"]] == ["ch", "b1"]  # B compares only with B
     assert b["records"][1]["tokens_per_s"]["mean"] == 500.0
 
