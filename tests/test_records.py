@@ -283,3 +283,13 @@ def test_a_challenge_end_to_end(tmp_path, small_overrides):
     (results / "records.md").write_text("edited by hand")
     rebuilt = run_gocram("lab", "--records", "--results", str(results))
     assert rebuilt.returncode == 0 and (results / "records.md").read_bytes() == ledger_md
+
+
+def test_cli_rejects_bad_challenges_in_one_line(tmp_path):
+    from tests.conftest import run_gocram
+
+    for args, words in [(["--challenge", "fast:compile", "--seeds", "0"], "--seeds must be at least 1"),
+                        (["--record", "tiny"], "--record and --matrix-run go with --challenge")]:
+        done = run_gocram("lab", *args, "--results", str(tmp_path))
+        assert done.returncode == 2 and f"gocram: error: {words}" in done.stderr, done.stderr
+    assert not (tmp_path / "runs.jsonl").exists()

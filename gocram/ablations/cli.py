@@ -120,7 +120,9 @@ def run_challenge(args: argparse.Namespace) -> int:
         record = known[current["name"]] if current else chain.expand()[0]
     challenger = parse_cell_spec(args.challenge, known)
     matrix = challenge_matrix(chain, record, challenger)
-    seeds = args.seeds or max(len(chain.seeds), RULE.min_seeds)
+    seeds = max(len(chain.seeds), RULE.min_seeds) if args.seeds is None else args.seeds
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1 for a challenge, got {seeds}")
     if seeds < RULE.min_seeds:
         print(f"[lab] {seeds} seed(s): the verdict will be 'too few seeds' (the rule needs "
               f"{RULE.min_seeds}); fine for screening", file=sys.stderr)
