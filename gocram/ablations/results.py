@@ -22,13 +22,20 @@ RESULT_FIELDS = (
 )
 
 
+def new_matrix_run() -> str:
+    """An id for one invocation of a matrix: UTC time (sortable) plus a random suffix."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
 def make_row(*, matrix: str, cell: str, toggles: tuple[str, ...], seed: int, cfg: RunConfig,
              status: str, device_name: str, result: dict | None = None,
-             run_dir: str | None = None) -> dict:
+             run_dir: str | None = None, matrix_run: str | None = None,
+             tags: dict | None = None) -> dict:
     from gocram.core.env import git_sha, versions
 
     row = {
-        "run_id": uuid.uuid4().hex[:12], "matrix": matrix, "cell": cell, "toggles": list(toggles),
+        "run_id": uuid.uuid4().hex[:12], "matrix": matrix, "matrix_run": matrix_run,
+        "cell": cell, "toggles": list(toggles),
         "kinds": {t: parse_spec(t)[0].kind for t in toggles}, "seed": seed,
         "budget_s": cfg.train.budget_s, "status": status, "device_name": device_name,
         "config_hash": cfg.hash(), "git_sha": git_sha(), "versions": versions(),
@@ -39,6 +46,7 @@ def make_row(*, matrix: str, cell: str, toggles: tuple[str, ...], seed: int, cfg
     for key in RESULT_FIELDS:
         row[key] = (result or {}).get(key)
     row["config"] = cfg.flat()
+    row.update(tags or {})
     return row
 
 
@@ -67,9 +75,11 @@ def load_rows(path: Path) -> list[dict]:
 
 
 def has_row(rows: list[dict], *, matrix: str, cell: str, config_hash: str, device_name: str,
-            status_prefix: str = "ok", status: str | None = None) -> bool:
-    """Whether this cell of this matrix already has a row for this exact config on this device."""
+            status_prefix: str = "ok", status: str | None = None, matrix_run: str | None = None) -> bool:
+    """Whether this cell of this matrix already has a row for this exact config on this device
+    (and, given matrix_run, in that run of the matrix)."""
     return any(r["matrix"] == matrix and r["cell"] == cell and r["config_hash"] == config_hash
                and r["device_name"] == device_name
+               and (matrix_run is None or r.get("matrix_run") == matrix_run)
                and (r["status"] == status if status else r["status"].startswith(status_prefix))
                for r in rows)

@@ -3,6 +3,8 @@
 A crashing or timed-out cell becomes a `failed: <error>` row and the matrix goes on; a cell the
 device cannot run becomes `unsupported: <reason>`; a rerun skips cells that already have an ok row
 for the same config hash on the same device, so an interrupted matrix resumes where it stopped.
+Every row carries the invocation's `matrix_run` id; a challenge (records.py) skips only cells done
+in its own matrix run, with seeds interleaved.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from gocram.ablations.matrix import Matrix
-from gocram.ablations.results import append_row, has_row, load_rows, make_row
+from gocram.ablations.results import append_row, has_row, load_rows, make_row, new_matrix_run
 from gocram.ablations.toggles import apply_toggles, unsupported_reason
 from gocram.config import RunConfig, load_config
 from gocram.core.errors import ConfigError
@@ -38,6 +41,12 @@ class LabOptions:
     profile: bool = False
     force: bool = False
     only_cells: tuple[str, ...] | None = None  # run just these cells of the matrix
+    # Every row of one invocation carries its matrix_run id (a new one unless given, to resume a run).
+    matrix_run: str | None = None
+    # Skip only cells done in this matrix_run (a challenge measures both sides afresh), not any run.
+    resume_within_run: bool = False
+    interleave_seeds: bool = False  # seed-major order (a s0, b s0, a s1, ...): drift hits both cells
+    row_tags: dict[str, Any] = field(default_factory=dict)  # extra fields on every row (roles)
 
 
 def _say(msg: str) -> None:
@@ -123,9 +132,13 @@ def run_matrix(matrix: Matrix, opts: LabOptions, env: Env | None = None) -> list
     env = env or Env.detect(base.impl.device)
     rows_file = opts.results_dir / "runs.jsonl"
     timeout = matrix.timeout_s or default_timeout(budget)
-    work = [(cell, seed) for cell in cells for seed in seeds]
+    work = ([(cell, seed) for seed in seeds for cell in cells] if opts.interleave_seeds
+            else [(cell, seed) for cell in cells for seed in seeds])
+    matrix_run = opts.matrix_run or new_matrix_run()
+    row_ids = {"matrix_run": matrix_run, "tags": opts.row_tags}
+    done_in = {"matrix_run": matrix_run} if opts.resume_within_run else {}
     _say(f"matrix {matrix.name!r}: {len(cells)} cells x {len(seeds)} seeds on {env.device_name}, "
-         f"{budget:g}s budget per cell")
+         f"{budget:g}s budget per cell, matrix run {matrix_run}")
     for i, (cell, seed) in enumerate(work, 1):
         label = f"{i}/{len(work)} {cell.name} seed {seed}"
         seeded = _with_seed(base, seed)
@@ -133,7 +146,8 @@ def run_matrix(matrix: Matrix, opts: LabOptions, env: Env | None = None) -> list
             cfg = apply_toggles(seeded, cell.toggles)
         except ConfigError as err:
             row = make_row(matrix=matrix.name, cell=cell.name, toggles=cell.toggles, seed=seed,
-                           cfg=seeded, status=f"failed: config: {err}", device_name=env.device_name)
+                           cfg=seeded, status=f"failed: config: {err}", device_name=env.device_name,
+                           **row_ids)
             append_row(rows_file, row)
             _say(f"{label}: {row['status']}")
             continue
@@ -142,14 +156,14 @@ def run_matrix(matrix: Matrix, opts: LabOptions, env: Env | None = None) -> list
         if reason:
             status = f"unsupported: {reason}"
             if not has_row(existing, matrix=matrix.name, cell=cell.name, config_hash=cfg.hash(),
-                           device_name=env.device_name, status=status):
+                           device_name=env.device_name, status=status, **done_in):
                 append_row(rows_file, make_row(matrix=matrix.name, cell=cell.name, toggles=cell.toggles,
                                                seed=seed, cfg=cfg, status=status,
-                                               device_name=env.device_name))
+                                               device_name=env.device_name, **row_ids))
             _say(f"{label}: {status}")
             continue
         if has_row(existing, matrix=matrix.name, cell=cell.name, config_hash=cfg.hash(),
-                   device_name=env.device_name):
+                   device_name=env.device_name, **done_in):
             _say(f"{label}: already done (ok row for config {cfg.hash()}), skipped")
             continue
         run_dir = opts.runs_dir / _slug(matrix.name) / f"{_slug(cell.name)}-s{seed}"
@@ -157,7 +171,7 @@ def run_matrix(matrix: Matrix, opts: LabOptions, env: Env | None = None) -> list
         status, result = run_cell_process(cfg, run_dir, timeout_s=timeout, profile=opts.profile)
         append_row(rows_file, make_row(matrix=matrix.name, cell=cell.name, toggles=cell.toggles,
                                        seed=seed, cfg=cfg, status=status, device_name=env.device_name,
-                                       result=result, run_dir=str(run_dir)))
+                                       result=result, run_dir=str(run_dir), **row_ids))
         summary = (f"val_bpb {result['val_bpb']:.4f}, {result['tokens_per_s']:,.0f} tok/s"
                    if result else "")
         _say(f"{label}: {status} {summary}")
