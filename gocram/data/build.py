@@ -526,6 +526,8 @@ class Builder:
         if not state["ingest"]["kept"]:
             report = self.report(state, roots, [])
             self.write_report(state, report)  # no manifest: this is not a corpus
+            # A rerun reads the source again: the cure (a licence file, other filters) is in it.
+            self.save_state({"params": self.params, "written": state["written"]})
             reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(report["dropped"].items(),
                                                                  key=lambda kv: (-kv[1], kv[0])))
             raise GocramError(f"--source {self.spec!r}: no files survived the filters "

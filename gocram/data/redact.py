@@ -55,10 +55,15 @@ def _mixed_base64(secret: str) -> bool:
             and any(c.isdigit() for c in secret))
 
 
+# An environment variable's or an HTTP header's name: what a secret is read from, not a secret.
+_NAME_OF_A_SECRET = re.compile(r"[A-Z][A-Z0-9_]*|X-[A-Za-z-]+")
+
+
 def _not_placeholder(secret: str) -> bool:
     """`postgres://user:password@host`, `%s`, `${PASS}`, `{{.Password}}` are templates."""
     low = secret.lower()
     return not (secret[0] in "%${<*" or "{{" in secret or low.strip("x*.") == "" or
+                _NAME_OF_A_SECRET.fullmatch(secret) is not None or
                 low in {"password", "pass", "passwd", "pwd", "secret", "pw", "pword", "changeme"})
 
 

@@ -197,7 +197,7 @@ def sample_touch(corpus: Path, examples_per_kind: int = 5) -> dict:
     files_by_kind: Counter = Counter()
     examples: dict[str, list[dict]] = {}
     paths = sorted(corpus.glob("*.parquet"))
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for path in paths:
         for row in iter_parquet_rows(path, columns=["content", "max_stars_repo_name", "max_stars_repo_path"]):
             text = row["content"]
@@ -209,18 +209,24 @@ def sample_touch(corpus: Path, examples_per_kind: int = 5) -> dict:
                 continue
             touched += 1
             counts.update(here)
-            for kind in here:
+            for kind in sorted(here):
                 files_by_kind[kind] += 1
                 shown = examples.setdefault(kind, [])
-                if len(shown) < examples_per_kind:
-                    at = next(i for i, (a, b) in enumerate(zip(text, out, strict=False)) if a != b)
+                if len(shown) < examples_per_kind:  # that kind alone, so the line shown is its hit
+                    alone = redact(text, (kind,), Counter(), row["max_stars_repo_path"] or "file.go")
+                    at = next((i for i, (a, b) in enumerate(zip(text, alone, strict=False)) if a != b),
+                              min(len(text), len(alone)))
                     shown.append({"file": f"{row['max_stars_repo_name']}/{row['max_stars_repo_path']}",
-                                  "line": _context(text, out, at)})
-    seconds = time.perf_counter() - t0
-    return {"corpus": str(corpus), "files": files, "bytes": bytes_in, "files_touched": touched,
+                                  "line": _context(text, alone, at)})
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
+    shown_corpus = corpus.resolve()
+    if shown_corpus.is_relative_to(REPO_ROOT):
+        shown_corpus = shown_corpus.relative_to(REPO_ROOT)
+    return {"corpus": str(shown_corpus), "files": files, "bytes": bytes_in, "files_touched": touched,
             "touched_fraction": touched / files if files else 0.0,
             "redactions": dict(sorted(counts.items())), "files_by_kind": dict(sorted(files_by_kind.items())),
-            "seconds": round(seconds, 2), "mb_per_s": round(bytes_in / 1e6 / seconds, 2) if seconds else None,
+            "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
+            "mb_per_s": round(bytes_in / 1e6 / seconds, 2) if seconds else None,
             "examples": examples}
 
 
@@ -235,11 +241,17 @@ def summary_markdown(planted: dict, sample: dict) -> str:
                      f"{', '.join(e['missed']) or '-'} |")
     lines += ["", f"Sample corpus `{sample['corpus']}`: {sample['files']:,} files "
               f"({sample['bytes'] / 1e6:.1f} MB), {sample['files_touched']:,} touched "
-              f"({100 * sample['touched_fraction']:.2f}%), in {sample['seconds']} s "
-              f"({sample['mb_per_s']} MB/s).", "",
+              f"({100 * sample['touched_fraction']:.2f}%), in {sample['seconds']} s wall-clock, "
+              f"{sample['cpu_seconds']} s CPU ({sample['mb_per_s']} MB/s wall-clock; the examples "
+              "include reading the parquet).", "",
               "| kind | redactions | files |", "|---|---|---|"]
     for kind, n in sample["redactions"].items():
         lines.append(f"| {kind} | {n} | {sample['files_by_kind'][kind]} |")
+    lines += ["", "Examples (the first files each kind touched, that kind's first hit):", ""]
+    for kind, shown in sorted(sample["examples"].items()):
+        for e in shown:
+            line = e["line"].replace("`", "'")
+            lines.append(f"- {kind}: `{e['file']}`: `{line}`")
     return "\n".join(lines) + "\n"
 
 
