@@ -142,7 +142,7 @@ class Ingest:
     def keep(self, f: SourceFile, key: bytes) -> None:
         self.seen.add(key)
         if self.cfg.redact.enabled:
-            f = f.with_text(redact(f.text, self.cfg.redact.kinds, self.redactions))
+            f = f.with_text(redact(f.text, self.cfg.redact.kinds, self.redactions, f.path))
         if self.signer is not None:
             self.signatures.append(self.signer.signature(f.text))
         self.rows.append(to_stack_row(f, split=None))
