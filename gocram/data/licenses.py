@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
-# askalono's own default: below this Sørensen-Dice score a match is a guess.
+# Below this Sørensen-Dice score (askalono's measure) the best match is too loose to trust.
 MIN_SCORE = 0.8
 MAX_LICENSE_BYTES = 256_000  # a licence file larger than this is not one
 LICENSE_FILE = re.compile(r"^(?:licen[cs]e|copying|unlicense)(?:[-_.][\w.-]*)?$", re.IGNORECASE)
@@ -28,12 +29,17 @@ class LicenseMatch:
 
 def license_files(directory: Path, names: list[str]) -> list[str]:
     """Names in `directory` that look like licence files, LICENSE before COPYING, shortest first."""
-    found = [n for n in names if LICENSE_FILE.match(n) and (directory / n).is_file()]
+    found = [n for n in names if LICENSE_FILE.match(n) and (directory / n).is_file()
+             and not (directory / n).is_symlink()]  # a link is not followed, as for sources
     return sorted(found, key=lambda n: (not n.lower().startswith("licen"), len(n), n))
 
 
+@lru_cache(maxsize=256)
 def identify(text: str) -> tuple[str | None, float]:
-    """(SPDX id, score) of a licence text; (None, score) when no licence matches well enough."""
+    """(SPDX id, score) of a licence text; (None, score) when no licence matches well enough.
+
+    Cached: pyaskalono loads its licence store again on every call (the slow part), and the
+    repositories of one tree often carry the same licence file."""
     import askalono
 
     if not text.strip():
