@@ -213,8 +213,9 @@ def test_a_mistyped_stack_value_is_a_one_line_error_naming_it(tmp_path, column, 
         build_corpus("stack", tmp_path / "out", cfg, source_kwargs={"load": lambda: iter(rows)})
 
 
-def test_the_stacks_string_licence_is_one_licence(tmp_path):
-    rows = [{**stack_row(GO, "org/a", "a.go"), "licenses": None, "max_stars_repo_licenses": "MIT"}]
+@pytest.mark.parametrize("gocram_column", [None, []])
+def test_the_stacks_string_licence_is_one_licence(tmp_path, gocram_column):
+    rows = [{**stack_row(GO, "org/a", "a.go"), "licenses": gocram_column, "max_stars_repo_licenses": "MIT"}]
     source = open_source("stack", build_options(overrides=FAST), load=lambda: iter(rows))
     assert next(iter(source.files())).licenses == ("MIT",)
 

@@ -71,7 +71,7 @@ def _text_or_none(row: dict, column: str, where: str) -> str | None:
 def row_licenses(row: dict, where: str) -> tuple[str, ...]:
     """The licences of a Stack row: a list of names (The Stack) or one name as a plain string;
     a string is one licence, never a sequence of one-letter licences."""
-    column = "licenses" if row.get("licenses") is not None else "max_stars_repo_licenses"
+    column = "licenses" if row.get("licenses") else "max_stars_repo_licenses"  # empty: The Stack's
     value = row.get(column)
     if value is None:
         return ()
