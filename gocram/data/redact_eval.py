@@ -134,6 +134,18 @@ def planted_files(seed: int = 0) -> list[Planted]:
             secret = make()
             add(kind, shape, secret, template.format(s=secret), '\t"net/http"\n')
 
+    # Service keys only detect-secrets' plugins know (gocram has no pattern for them).
+    hexdigits = "0123456789abcdef"
+    services = {
+        "sendgrid": lambda: f"SG.{_b64url(rng, 22)}.{_b64url(rng, 43)}",
+        "twilio": lambda: "SK" + _rand(rng, 32, hexdigits),
+        "telegram": lambda: f"{rng.randrange(10**8, 10**9)}:{_b64url(rng, 35)}",
+        "mailchimp": lambda: _rand(rng, 32, hexdigits) + f"-us{rng.randrange(1, 20)}",
+    }
+    for shape, make in services.items():
+        secret = make()
+        add("api_key", shape, secret, f'var {shape}Key = "{secret}"\n')
+
     for shape, template in (
         ("literal", 'func login(req *http.Request) {{\n\treq.SetBasicAuth("admin", "{s}")\n}}\n'),
         ("spaced", 'func login(r *http.Request) {{\n\tr.SetBasicAuth( user , "{s}" )\n}}\n'),
