@@ -85,7 +85,7 @@ def test_when_nothing_survives_the_error_lists_the_reasons_and_the_report_is_wri
     (tree / "vendor" / "v.go").write_text(GO)
     out = tmp_path / "out"
     with pytest.raises(GocramError, match=r"no files survived the filters \(7 read; dropped: "
-                                          r"license 6, excluded_dir 1\); see .*report\.json"):
+                                          r"license 6, excluded_dir 1\); see .*report\.json \(a licence file"):
         build_corpus(f"dir:{tree}", out, build_options(overrides=FAST))
     report = json.loads((out / "report.json").read_text())
     assert report["kept"] == 0 and report["dropped"] == {"license": 6, "excluded_dir": 1}

@@ -530,9 +530,13 @@ class Builder:
             self.save_state({"params": self.params, "written": state["written"]})
             reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(report["dropped"].items(),
                                                                  key=lambda kv: (-kv[1], kv[0])))
+            hint = ""
+            if report["dropped"].get("license") and self.source.kind == "dir":
+                hint = (" (a licence file at the tree's root or a repository's is what gives files a "
+                        "licence; filters.license_allow=[] keeps files without one)")
             raise GocramError(f"--source {self.spec!r}: no files survived the filters "
                               f"({report['files_in']:,} read; dropped: {reasons or 'none'}); "
-                              f"see {self.out / REPORT}")
+                              f"see {self.out / REPORT}{hint}")
         chunks = self.write_chunks(state, roots, previous)
         report = self.report(state, roots, chunks)
         self.write_outputs(state, report, chunks)
