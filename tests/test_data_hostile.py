@@ -85,7 +85,8 @@ def test_when_nothing_survives_the_error_lists_the_reasons_and_the_report_is_wri
     (tree / "vendor" / "v.go").write_text(GO)
     out = tmp_path / "out"
     with pytest.raises(GocramError, match=r"no files survived the filters \(7 read; dropped: "
-                                          r"license 6, excluded_dir 1\); see .*report\.json \(a licence file"):
+                                          r"license 6, excluded_dir 1\); see .*report\.json "
+                                          r"\(a licence file"):
         build_corpus(f"dir:{tree}", out, build_options(overrides=FAST))
     report = json.loads((out / "report.json").read_text())
     assert report["kept"] == 0 and report["dropped"] == {"license": 6, "excluded_dir": 1}
@@ -261,3 +262,18 @@ def test_a_rebuild_removes_only_what_its_manifest_lists(tmp_path):
     assert (out / ".work" / "mine.txt").read_text() == "mine"
     chunks = {n for n in names if n.startswith("chunk-") and n.endswith(".parquet")}
     assert chunks == {c["name"] for c in json.loads((out / "manifest.json").read_text())["chunks"]}
+
+
+def test_a_tampered_manifest_cannot_make_a_rebuild_delete_outside_out(tmp_path):
+    tree = go_tree(tmp_path / "t")
+    (tree / "LICENSE").write_text(MIT)
+    out = tmp_path / "out"
+    cfg = build_options(overrides=FAST)
+    build_corpus(f"dir:{tree}", out, cfg)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not gocram's")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["written"] += ["../victim.txt", str(victim), "licenses/../../victim.txt"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    build_corpus(f"dir:{tree}", out, cfg)
+    assert victim.read_text() == "not gocram's"

@@ -48,6 +48,8 @@ ATTRIBUTION = "ATTRIBUTION.md"
 # The only files gocram ever writes under DIR/.work; nothing else there is removed.
 WORK_FILE = re.compile(r"^(?:state\.json|(?:signatures|roots)(?:\.tmp)?\.npy|previous-manifest\.json"
                        r"|spool-\d{5}\.parquet)(?:\.tmp)?$")
+# A name gocram writes in DIR: a file, or one under licenses/; never absolute, never `..`.
+OWN_NAME = re.compile(r"^(?:licenses/)?(?!\.\.?$)[^/\\\x00]+$")
 SPOOL_BYTES = 64_000_000  # survivors are spooled to disk in parts of about this size
 SPLITS = ("train", "val", "test")
 
@@ -503,10 +505,11 @@ class Builder:
         tmp = self.out / (MANIFEST + ".tmp")
         tmp.write_text(f'{body},\n "entries": [\n{lines}\n ]\n}}\n')
         os.replace(tmp, self.out / MANIFEST)  # last: its presence marks a finished build
-        # What an earlier build wrote and this one did not (stale chunks, licences): only those.
-        stale_names = [n for n in sorted(set(state["written"]) - written - {WORK_DIR})]
+        # What an earlier build wrote and this one did not (stale chunks, licences): only those,
+        # and only names of the shape gocram writes (a tampered manifest cannot reach outside DIR).
+        stale_names = sorted(set(state["written"]) - written - {WORK_DIR})
         stale_names += [f"{n}.tmp" for n in sorted(set(state["written"]) | written)]  # an interrupted write's
-        for name in stale_names:
+        for name in filter(OWN_NAME.match, stale_names):
             stale = self.out / name
             if stale.is_file() or stale.is_symlink():
                 stale.unlink()
