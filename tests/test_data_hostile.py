@@ -277,3 +277,26 @@ def test_a_tampered_manifest_cannot_make_a_rebuild_delete_outside_out(tmp_path):
     (out / "manifest.json").write_text(json.dumps(manifest))
     build_corpus(f"dir:{tree}", out, cfg)
     assert victim.read_text() == "not gocram's"
+
+
+def test_a_debian_package_owning_a_non_utf8_name_is_counted_not_fatal(tmp_path, monkeypatch):
+    if shutil.which("dpkg-query") is None:
+        pytest.skip("needs dpkg-query")
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "good.go").write_text(GO)
+    bad = os.fsencode(files) + b"/caf\xe9.go"
+    with open(bad, "wb") as handle:
+        handle.write(GO.encode())
+    admin = tmp_path / "dpkg"
+    (admin / "info").mkdir(parents=True)
+    (admin / "status").write_text("Package: golang-planted-dev\nStatus: install ok installed\nVersion: 1.0\n"
+                                  "Architecture: all\nMaintainer: x <x@example.org>\nDescription: x\n\n")
+    with open(admin / "info" / "golang-planted-dev.list", "wb") as handle:
+        handle.write(os.fsencode(files) + b"\n" + os.fsencode(files / "good.go") + b"\n" + bad + b"\n")
+    monkeypatch.setenv("DPKG_ADMINDIR", str(admin))  # dpkg-query reads this database instead
+    listing = tmp_path / "list.txt"
+    listing.write_text("golang-planted-dev\n")
+    source = open_source(f"debian:{listing}", build_options(overrides=FAST))
+    problems = sorted((f.path, f.problem) for f in source.files())
+    assert problems == [("caf\\xe9.go", "bad_file_name"), ("good.go", None)]

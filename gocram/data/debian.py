@@ -36,7 +36,9 @@ def read_package_list(path: str | Path) -> list[str]:
 
 def _run(args: list[str]) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(args, capture_output=True, text=True)
+        # surrogateescape: a non-UTF-8 file name in a package's listing is counted, not fatal.
+        return subprocess.run(args, capture_output=True, text=True, encoding="utf-8",
+                              errors="surrogateescape")
     except FileNotFoundError:
         raise GocramError(f"{args[0]} not found: debian:LIST sources need a Debian system") from None
 

@@ -178,7 +178,12 @@ class DebianSource(Source):
             meta = {"licenses": (license_name,) if license_name else (), "version": version,
                     "package": pkg}
             for path in owned_files(pkg, self.cfg.filters.extensions):
-                yield read_file(path, source="debian", repo=pkg, rel=relative_source_path(path),
+                rel = relative_source_path(path)
+                if not is_utf8_name(rel):
+                    yield SourceFile(source="debian", repo=pkg, path=printable_path(rel), text=None,
+                                     problem="bad_file_name", **meta)
+                    continue
+                yield read_file(path, source="debian", repo=pkg, rel=rel,
                                 max_bytes=self.cfg.filters.max_bytes, **meta)
 
 
