@@ -4,7 +4,7 @@ import json
 
 from gocram.data.tokenizer import train_bpe
 from tests.conftest import run_gocram
-from tests.datagen import real_rows, write_stack
+from tests.datagen import MIT, real_rows, write_stack
 
 
 def test_build_report_pretokenize(tmp_path):
@@ -44,3 +44,24 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("gocram: error: ") and "bad.parquet: not a readable parquet file" in last
     assert not list((tmp_path / "out").glob("chunk-*")) and not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_pointing_gocram_at_ones_own_repository(tmp_path):
+    """The most natural first use (issue 19): a repository with an MIT LICENSE at its root."""
+    repo = tmp_path / "myproject"
+    for i, row in enumerate(real_rows(8, repos=8)):
+        (repo / "pkg").mkdir(parents=True, exist_ok=True)
+        (repo / "pkg" / f"f{i}.go").write_text(row["content"])
+    out = tmp_path / "corpus"
+    done = run_gocram("data", "build", "--source", f"dir:{repo}", "--out", str(out),
+                      "--set", "near_dedup.num_perm=32")
+    assert done.returncode == 2  # no licence file: nothing may be kept, and it says why in one line
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("gocram: error: ") and "(8 read; dropped: license 8); see " in last
+    assert json.loads((out / "report.json").read_text())["dropped"] == {"license": 8}
+    (repo / "LICENSE").write_text(MIT)
+    done = run_gocram("data", "build", "--source", f"dir:{repo}", "--out", str(out),
+                      "--set", "near_dedup.num_perm=32")
+    assert done.returncode == 0, done.stderr
+    done = run_gocram("data", "report", str(out))
+    assert "kept       8 " in done.stdout and "licences   .: MIT (LICENSE)" in done.stdout

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -43,6 +44,12 @@ from gocram.data.split import unit_hash
 
 FORMAT = "gocram-corpus/1"
 REPORT = "report.json"
+ATTRIBUTION = "ATTRIBUTION.md"
+# The only files gocram ever writes under DIR/.work; nothing else there is removed.
+WORK_FILE = re.compile(r"^(?:state\.json|(?:signatures|roots)(?:\.tmp)?\.npy|previous-manifest\.json"
+                       r"|spool-\d{5}\.parquet)(?:\.tmp)?$")
+# A name gocram writes in DIR: a file, or one under licenses/; never absolute, never `..`.
+OWN_NAME = re.compile(r"^(?:licenses/)?(?!\.\.?$)[^/\\\x00]+$")
 SPOOL_BYTES = 64_000_000  # survivors are spooled to disk in parts of about this size
 SPLITS = ("train", "val", "test")
 
@@ -137,7 +144,7 @@ class Ingest:
     def keep(self, f: SourceFile, key: bytes) -> None:
         self.seen.add(key)
         if self.cfg.redact.enabled:
-            f = f.with_text(redact(f.text, self.cfg.redact.kinds, self.redactions))
+            f = f.with_text(redact(f.text, self.cfg.redact.kinds, self.redactions, f.path))
         if self.signer is not None:
             self.signatures.append(self.signer.signature(f.text))
         self.rows.append(to_stack_row(f, split=None))
@@ -213,42 +220,82 @@ class Builder:
             {"source": self.source.describe(), "config": cfg.to_dict(), "format": FORMAT},
             sort_keys=True, default=list).encode()).hexdigest()[:16]
         self.timings: dict[str, float] = {}
+        self.owned: set[str] = set()  # names in DIR that gocram wrote (check_out_dir fills it)
 
     # -- guarding what is already there --------------------------------------------------------
-    def check_out_dir(self) -> dict | None:
-        """The previous manifest of the same build, or None; another build's output is refused."""
-        if self.out.exists() and not self.out.is_dir():
-            raise GocramError(f"--out {self.out}: exists and is not a directory")
-        self.out.mkdir(parents=True, exist_ok=True)
-        manifest = read_manifest(self.out)
-        if manifest is not None:
-            if manifest.get("params") != self.params:
-                raise GocramError(
-                    f"--out {self.out}: holds a finished build of {manifest.get('source')!r} with other "
-                    f"settings; choose another --out or delete it first")
-            return manifest
-        strays = [p.name for p in self.out.glob("*.parquet") if not p.name.startswith("chunk-")]
-        if strays or (self.out / MANIFEST).exists():
-            what = (strays or [MANIFEST])[0]
-            raise GocramError(f"--out {self.out}: holds files of something else ({what}); "
-                              "choose an empty directory")
+    # gocram deletes nothing it did not write: DIR must be empty or one of its builds, and the
+    # names it wrote are listed ("written") in manifest.json, or in .work/state.json until the
+    # build is finished. Only listed files are ever removed.
+    def read_state(self) -> dict | None:
+        path = self.work / "state.json"
+        if not path.is_file():
+            return None
+        try:
+            state = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return state if isinstance(state, dict) and "params" in state else None
+
+    def owned_names(self, manifest: dict | None) -> set[str] | None:
+        """What gocram wrote into DIR (names relative to it), or None when DIR is not a gocram build."""
+        if manifest is not None and manifest.get("format") == FORMAT:
+            if "written" in manifest:
+                return set(manifest["written"])
+            # A build from before the "written" list: its chunks and the files every build writes.
+            names = {MANIFEST, REPORT, ATTRIBUTION} | {c["name"] for c in manifest["chunks"]}
+            entries = manifest.get("entries", [])
+            return names | {f"licenses/{e['package']}" for e in entries if e.get("package")}
+        state = self.read_state()
+        if state is not None:
+            return set(state.get("written", [])) | {WORK_DIR}
         return None
 
+    def check_out_dir(self) -> dict | None:
+        """The previous manifest of the same build, or None; anything else in DIR is refused."""
+        if self.out.exists() and not self.out.is_dir():
+            raise GocramError(f"--out {self.out}: exists and is not a directory")
+        present = sorted(p.name for p in self.out.iterdir()) if self.out.is_dir() else []
+        manifest = read_manifest(self.out) if present else None
+        owned = self.owned_names(manifest) if present else set()
+        if owned is None:
+            raise GocramError(f"--out {self.out}: not empty (holds {present[0]!r}) and not a gocram build "
+                              f"(no {MANIFEST} of gocram's); choose an empty directory")
+        self.owned = owned
+        self.out.mkdir(parents=True, exist_ok=True)
+        if manifest is not None and manifest.get("params") != self.params:
+            raise GocramError(
+                f"--out {self.out}: holds a finished build of {manifest.get('source')!r} with other "
+                f"settings; choose another --out or delete it first")
+        return manifest
+
+    def clear_work(self) -> None:
+        """Remove the scratch files gocram writes under .work, and .work itself once empty."""
+        if not self.work.is_dir() or self.work.is_symlink():
+            return
+        for p in self.work.iterdir():
+            if WORK_FILE.match(p.name) and p.is_file() and not p.is_symlink():
+                p.unlink()
+        try:
+            self.work.rmdir()
+        except OSError:
+            _log(f"{self.work}: left in place, it holds files gocram did not write")
+
     def load_work_state(self) -> dict:
-        path = self.work / "state.json"
-        if path.is_file():
-            try:
-                state = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                state = {}
-            if state.get("params") == self.params:
-                return state
-        if self.work.exists():
-            shutil.rmtree(self.work)  # scratch of a build with other settings
-        self.work.mkdir(parents=True)
-        state = {"params": self.params}
-        write_json(path, state)
+        state = self.read_state()
+        if state is not None and state.get("params") == self.params:
+            state["written"] = sorted(set(state.get("written", [])) | self.owned)
+            return state
+        self.clear_work()  # scratch of a build with other settings
+        self.work.mkdir(parents=True, exist_ok=True)
+        state = {"params": self.params, "written": sorted(self.owned - {WORK_DIR})}
+        self.save_state(state)
         return state
+
+    def claim(self, state: dict, name: str) -> None:
+        """Record `name` as gocram's before it is written, so a crash cannot orphan it."""
+        if name not in state["written"]:
+            state["written"] = sorted({*state["written"], name})
+            self.save_state(state)
 
     def save_state(self, state: dict) -> None:
         write_json(self.work / "state.json", state, indent=None)
@@ -269,6 +316,7 @@ class Builder:
         state["ingest"] = ing.state()
         state["packages"] = self.source.packages
         state["notes"] = dict(self.source.notes)
+        state["license_roots"] = self.source.license_roots
         state["ingest_s"] = time.perf_counter() - t0
         self.save_state(state)
         _log(f"ingest: {ing.files_in:,} files ({ing.bytes_in / 1e6:,.1f} MB) in, {ing.kept:,} kept "
@@ -328,6 +376,7 @@ class Builder:
                 [(r["max_stars_repo_name"], r["max_stars_repo_path"], r["split"], r["hexsha"],
                   r["licenses"]) for r in rows]).encode()).hexdigest()
             record = done.get(name)
+            self.claim(state, name)
             if (record and record.get("rows_sha256") == fingerprint and path.is_file()
                     and sha256_file(path) == record["sha256"]):
                 _log(f"{name}: unchanged, skipped")
@@ -420,27 +469,34 @@ class Builder:
                        for s, d in splits.items()},
             "chunks": len(chunks),
             "notes": state.get("notes", {}),
+            "license_roots": state.get("license_roots", []),
             "packages": packages,
             "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
             "mb_per_s": ing["bytes_in"] / 1e6 / total_s if total_s else None,
             "config": self.cfg.to_dict(),
         }
 
-    def write_outputs(self, report: dict, chunks: list[dict]) -> None:
+    def write_report(self, state: dict, report: dict) -> None:
+        self.claim(state, REPORT)
+        write_json(self.out / REPORT, report)
+
+    def write_outputs(self, state: dict, report: dict, chunks: list[dict]) -> None:
+        written = {MANIFEST, REPORT} | {c["name"] for c in chunks}
         if any(p.get("files") for p in report["packages"]):
             licenses = self.out / "licenses"
             licenses.mkdir(exist_ok=True)
-            used = {p["package"] for p in report["packages"] if p["files"]}
+            used = sorted(p["package"] for p in report["packages"] if p["files"])
             for name in used:
+                self.claim(state, f"licenses/{name}")
                 shutil.copyfile(DOC_DIR / name / "copyright", licenses / name)
-            for stale in licenses.iterdir():  # packages an earlier build kept and this one did not
-                if stale.name not in used:
-                    stale.unlink()
-            write_attribution(self.out / "ATTRIBUTION.md", report["packages"], self.spec)
-        write_json(self.out / REPORT, report)
+            self.claim(state, ATTRIBUTION)
+            write_attribution(self.out / ATTRIBUTION, report["packages"], self.spec)
+            written |= {ATTRIBUTION} | {f"licenses/{name}" for name in used}
+        self.write_report(state, report)
         manifest = {
             "format": FORMAT, "source": self.source.describe(), "params": self.params,
             "files": report["kept"], "bytes": report["bytes_kept"],
+            "written": sorted(written),
             "chunks": [{k: v for k, v in c.items() if k != "entries"} for c in chunks],
         }
         # One file entry per line: readable, diffable, and still valid JSON.
@@ -449,11 +505,17 @@ class Builder:
         tmp = self.out / (MANIFEST + ".tmp")
         tmp.write_text(f'{body},\n "entries": [\n{lines}\n ]\n}}\n')
         os.replace(tmp, self.out / MANIFEST)  # last: its presence marks a finished build
-        names = {c["name"] for c in chunks}
-        for stale in self.out.glob("chunk-*.parquet*"):
-            if stale.name not in names:
+        # What an earlier build wrote and this one did not (stale chunks, licences): only those,
+        # and only names of the shape gocram writes (a tampered manifest cannot reach outside DIR).
+        stale_names = sorted(set(state["written"]) - written - {WORK_DIR})
+        stale_names += [f"{n}.tmp" for n in sorted(set(state["written"]) | written)]  # an interrupted write's
+        for name in filter(OWN_NAME.match, stale_names):
+            stale = self.out / name
+            if stale.is_file() or stale.is_symlink():
                 stale.unlink()
-        shutil.rmtree(self.work)
+        if (self.out / "licenses").is_dir() and not any((self.out / "licenses").iterdir()):
+            (self.out / "licenses").rmdir()
+        self.clear_work()
 
     def run(self) -> dict:
         t_start = time.perf_counter()
@@ -465,11 +527,22 @@ class Builder:
         roots = self.near_dedup(state)
         self.timings["near_dedup_s"] = time.perf_counter() - t0
         if not state["ingest"]["kept"]:
+            report = self.report(state, roots, [])
+            self.write_report(state, report)  # no manifest: this is not a corpus
+            # A rerun reads the source again: the cure (a licence file, other filters) is in it.
+            self.save_state({"params": self.params, "written": state["written"]})
+            reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(report["dropped"].items(),
+                                                                 key=lambda kv: (-kv[1], kv[0])))
+            hint = ""
+            if report["dropped"].get("license") and self.source.kind == "dir":
+                hint = (" (a licence file at the tree's root or a repository's is what gives files a "
+                        "licence; filters.license_allow=[] keeps files without one)")
             raise GocramError(f"--source {self.spec!r}: no files survived the filters "
-                              f"({state['ingest']['files_in']:,} read)")
+                              f"({report['files_in']:,} read; dropped: {reasons or 'none'}); "
+                              f"see {self.out / REPORT}{hint}")
         chunks = self.write_chunks(state, roots, previous)
         report = self.report(state, roots, chunks)
-        self.write_outputs(report, chunks)
+        self.write_outputs(state, report, chunks)
         _log(f"wrote {report['kept']:,} files ({report['bytes_kept'] / 1e6:,.1f} MB) in "
              f"{len(chunks)} chunk(s) to {self.out} ({time.perf_counter() - t_start:.1f}s)")
         return report

@@ -143,6 +143,52 @@ def open_parquet(path: Path) -> pq.ParquetFile:
         raise GocramError(f"{path}: not a readable parquet file ({err})") from None
 
 
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
+
+
+def _is_text_list(t: pa.DataType) -> bool:
+    return ((pa.types.is_list(t) or pa.types.is_large_list(t)) and _is_text(t.value_type)) or _is_text(t)
+
+
+def _is_integer(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_null(t)
+
+
+# The columns gocram reads from a Stack-schema file, and what their type must be.
+COLUMN_TYPES = {
+    "content": (_is_text, "string"),
+    "max_stars_repo_name": (_is_text, "string"),
+    "max_stars_repo_path": (_is_text, "string"),
+    "hexsha": (_is_text, "string"),
+    "licenses": (_is_text_list, "list of strings (or one string)"),
+    "max_stars_repo_licenses": (_is_text_list, "list of strings (or one string)"),
+    "max_stars_count": (_is_integer, "integer"),
+    "package": (_is_text, "string"),
+    "package_version": (_is_text, "string"),
+    "source": (_is_text, "string"),
+    "split": (_is_text, "string"),
+}
+
+
+def check_columns(path: Path, schema: pa.Schema) -> None:
+    """A one-line GocramError naming the first column whose type gocram cannot read."""
+    for name in schema.names:
+        if name in COLUMN_TYPES:
+            ok, expected = COLUMN_TYPES[name]
+            if not ok(schema.field(name).type):
+                raise GocramError(f"{path}: column '{name}' has type {schema.field(name).type}, "
+                                  f"expected {expected}")
+
+
+def row_license(row: dict) -> str | None:
+    """The first licence of a row; a plain-string `licenses` is one licence, not letters."""
+    licenses = row.get("licenses") or []
+    if isinstance(licenses, str):
+        return licenses
+    return licenses[0] if licenses else None
+
+
 def iter_parquet_rows(path: Path, columns: list[str] | None = None,
                       batch_rows: int = 2048) -> Iterator[dict]:
     """Rows of one parquet file, streamed in record batches; corrupt data is a GocramError."""
@@ -150,6 +196,7 @@ def iter_parquet_rows(path: Path, columns: list[str] | None = None,
     names = set(pf.schema_arrow.names)
     if "content" not in names:
         raise GocramError(f"{path}: parquet has no 'content' column")
+    check_columns(path, pf.schema_arrow)
     wanted = [c for c in columns if c in names] if columns else None
     try:
         for batch in pf.iter_batches(batch_size=batch_rows, columns=wanted):
@@ -161,12 +208,11 @@ def iter_parquet_rows(path: Path, columns: list[str] | None = None,
 
 
 def doc_from_row(row: dict, fallback_repo: str) -> Doc:
-    licenses = row.get("licenses") or []
     return Doc(
         repo=row.get("max_stars_repo_name") or fallback_repo,
         path=row.get("max_stars_repo_path") or row.get("hexsha") or "",
         text=row["content"],
-        license=licenses[0] if licenses else None,
+        license=row_license(row),
         version=row.get("package_version"),
         split=row.get("split"),
     )

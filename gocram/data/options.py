@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from gocram.core.errors import ConfigError
+from gocram.data.redact import KINDS as REDACT_DETECTOR_KINDS
 
 PERMISSIVE_LICENSES = (
     "apache-2", "expat", "mit", "bsd-2", "bsd-3", "isc", "public-domain", "wtfpl", "go",
@@ -93,10 +94,7 @@ class DecontamConfig:
             raise ConfigError(f"decontam.min_identifier_len must be >= 0, got {self.min_identifier_len}")
 
 
-REDACT_KINDS = (  # keep in step with redact.KINDS (a test checks)
-    "email", "ip_address", "private_key", "aws_access_key", "github_token", "google_api_key",
-    "slack_token", "stripe_key",
-)
+REDACT_KINDS = REDACT_DETECTOR_KINDS  # every kind gocram.data.redact knows
 
 
 @dataclass(frozen=True, kw_only=True)

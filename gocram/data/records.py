@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, replace
 
 from gocram.data.corpus import git_blob_sha, line_stats
+from gocram.errors import GocramError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,18 +60,47 @@ def to_stack_row(f: SourceFile, split: str) -> dict:
     }
 
 
-def from_stack_row(row: dict, source: str) -> SourceFile:
-    """A SourceFile from a Stack-schema row (The Stack's own names or gocram's)."""
-    licenses = row.get("licenses") or row.get("max_stars_repo_licenses") or []
+def _text_or_none(row: dict, column: str, where: str) -> str | None:
+    value = row.get(column)
+    if value is None or isinstance(value, str):
+        return value
+    raise GocramError(f"{where}: column '{column}' holds {type(value).__name__} {value!r:.40}, "
+                      "expected a string")
+
+
+def row_licenses(row: dict, where: str) -> tuple[str, ...]:
+    """The licences of a Stack row: a list of names (The Stack) or one name as a plain string;
+    a string is one licence, never a sequence of one-letter licences."""
+    column = "licenses" if row.get("licenses") else "max_stars_repo_licenses"  # empty: The Stack's
+    value = row.get(column)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise GocramError(f"{where}: column '{column}' holds {type(value).__name__} {value!r:.40}, "
+                      "expected a list of strings")
+
+
+def from_stack_row(row: dict, source: str, where: str | None = None) -> SourceFile:
+    """A SourceFile from a Stack-schema row (The Stack's own names or gocram's); a value of the
+    wrong type is a one-line GocramError naming the column (`where` names the file)."""
+    where = where or source
+    stars = row.get("max_stars_count")
+    if stars is not None and (isinstance(stars, bool) or not isinstance(stars, int)):
+        raise GocramError(f"{where}: column 'max_stars_count' holds {type(stars).__name__} {stars!r:.40}, "
+                          "expected an integer")
     content = row.get("content")
     return SourceFile(
         source=source,
-        repo=row.get("max_stars_repo_name") or row.get("package") or "unknown",
-        path=row.get("max_stars_repo_path") or row.get("hexsha") or "",
+        repo=(_text_or_none(row, "max_stars_repo_name", where) or _text_or_none(row, "package", where)
+              or "unknown"),
+        path=_text_or_none(row, "max_stars_repo_path", where) or _text_or_none(row, "hexsha", where) or "",
         text=content,
-        licenses=tuple(licenses),
-        stars=row.get("max_stars_count"),
-        version=row.get("package_version"),
-        package=row.get("package"),
+        licenses=row_licenses(row, where),
+        stars=stars,
+        version=_text_or_none(row, "package_version", where),
+        package=_text_or_none(row, "package", where),
         problem=None if isinstance(content, str) else "no_content",
     )

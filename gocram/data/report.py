@@ -63,6 +63,13 @@ def format_report(manifest: dict, report: dict) -> str:
         took = sum(report["timings_s"].values())
         lines.append(f"speed      {report['mb_per_s']:.2f} MB/s over {took:.1f}s "
                      f"({', '.join(f'{k} {v}' for k, v in report['timings_s'].items())})")
+    roots = report.get("license_roots") or []
+    if roots:
+        lines.append("licences   " + ", ".join(f"{r['dir']}: {r['license'] or 'unrecognised'} ({r['file']})"
+                                            for r in roots[:10]) + (" ..." if len(roots) > 10 else ""))
+    notes = {k: v for k, v in (report.get("notes") or {}).items() if v}
+    if notes:
+        lines.append("notes      " + ", ".join(f"{k} {v:,}" for k, v in sorted(notes.items())))
     skipped = [p for p in report.get("packages", []) if p.get("skipped")]
     if skipped:
         lines.append(f"packages   {len(report['packages']) - len(skipped)} read, {len(skipped)} skipped: " +

@@ -28,6 +28,7 @@ from gocram.data.debian import (
     read_package_list,
     relative_source_path,
 )
+from gocram.data.licenses import detect_license, is_repo_root
 from gocram.data.options import BuildConfig
 from gocram.data.records import SourceFile, from_stack_row
 
@@ -73,6 +74,7 @@ class Source:
         self.arg, self.cfg = arg, cfg
         self.packages: list[dict] = []
         self.notes: Counter = Counter()  # things that are not files: packages skipped, dirs
+        self.license_roots: list[dict] = []  # dir sources: each licence file found and its match
 
     def describe(self) -> str:
         return f"{self.kind}:{self.arg}" if self.arg else self.kind
@@ -81,32 +83,75 @@ class Source:
         raise NotImplementedError
 
 
+def printable_path(path: str) -> str:
+    """A path that can be written anywhere: undecodable bytes of a file name as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+
+
+def is_utf8_name(path: str) -> bool:
+    """False for a name os.walk had to decode with surrogate escapes (not UTF-8 on disk)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @SOURCES.register("dir")
 class DirSource(Source):
+    """A local tree. Its licence comes from the licence file at its root, or at each repository
+    root inside it (a directory with .git or go.mod), nearest first, as The Stack's per-repository
+    `licenses`; a repository root inside the tree is its own repository for the split."""
+
     kind = "dir"
 
-    def __init__(self, arg: str, cfg: BuildConfig):
+    def __init__(self, arg: str, cfg: BuildConfig, *, walk: Callable = os.walk):
         super().__init__(arg, cfg)
         if not arg:
             raise ConfigError("--source dir:PATH needs a path")
         self.root = Path(arg)
         if not self.root.is_dir():
             raise GocramError(f"--source dir:{arg}: directory not found")
+        self.walk = walk  # tests pass a walk that fails on a directory (root reads everything)
+
+    def unreadable(self, err: OSError) -> None:
+        self.notes["unreadable_dirs"] += 1
 
     def files(self) -> Iterator[SourceFile]:
         suffixes = tuple("." + e for e in self.cfg.filters.extensions)
-        repo = self.root.resolve().name
+        tree = printable_path(self.root.resolve().name)
+        # Per directory: (repository, licences) inherited by everything below it.
+        owner: dict[str, tuple[str, tuple[str, ...]]] = {}
         # followlinks=False: a symlinked directory is never entered, so loops cannot happen.
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+        for dirpath, dirnames, filenames in self.walk(self.root, onerror=self.unreadable,
+                                                      followlinks=False):
             dirnames.sort()
             self.notes["dir_symlinks_not_followed"] += sum(
                 os.path.islink(os.path.join(dirpath, d)) for d in dirnames)
+            here = Path(dirpath)
+            rel_dir = "" if here == self.root else here.relative_to(self.root).as_posix()
+            repo, licenses = owner.get(os.path.dirname(dirpath), (tree, ()))
+            if here == self.root or is_repo_root(dirnames + filenames):
+                if here != self.root:
+                    repo = f"{tree}/{printable_path(rel_dir)}"
+                found = detect_license(here, filenames)
+                if found is not None:
+                    licenses = (found.spdx,) if found.spdx else ("unrecognised",)
+                    self.license_roots.append({"dir": printable_path(rel_dir) or ".", "file": found.file,
+                                               "license": found.spdx, "score": round(found.score, 3)})
+                    self.notes["license_files_recognised" if found.spdx
+                               else "license_files_unrecognised"] += 1
+            owner[dirpath] = (repo, licenses)
             for name in sorted(filenames):
                 if not name.endswith(suffixes):
                     continue
-                path = Path(dirpath) / name
+                path = here / name
                 rel = path.relative_to(self.root).as_posix()
-                yield read_file(path, source="dir", repo=repo, rel=rel,
+                if not is_utf8_name(rel):
+                    yield SourceFile(source="dir", repo=repo, path=printable_path(rel), text=None,
+                                     licenses=licenses, problem="bad_file_name")
+                    continue
+                yield read_file(path, source="dir", repo=repo, rel=rel, licenses=licenses,
                                 max_bytes=self.cfg.filters.max_bytes)
 
 
@@ -133,7 +178,12 @@ class DebianSource(Source):
             meta = {"licenses": (license_name,) if license_name else (), "version": version,
                     "package": pkg}
             for path in owned_files(pkg, self.cfg.filters.extensions):
-                yield read_file(path, source="debian", repo=pkg, rel=relative_source_path(path),
+                rel = relative_source_path(path)
+                if not is_utf8_name(rel):
+                    yield SourceFile(source="debian", repo=pkg, path=printable_path(rel), text=None,
+                                     problem="bad_file_name", **meta)
+                    continue
+                yield read_file(path, source="debian", repo=pkg, rel=rel,
                                 max_bytes=self.cfg.filters.max_bytes, **meta)
 
 
@@ -154,7 +204,7 @@ class ParquetSource(Source):
     def files(self) -> Iterator[SourceFile]:
         for path in self.paths:
             for row in iter_parquet_rows(path):
-                yield from_stack_row(row, "parquet")
+                yield from_stack_row(row, "parquet", where=str(path))
 
 
 def load_the_stack() -> Iterable[dict]:
