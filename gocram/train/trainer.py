@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from gocram.bench.device import cpu_has_native_bf16, device_name, git_sha, peak_memory, pick_device, versions
-from gocram.bench.flops import flops_per_token, mfu
-from gocram.bench.peak import cpu_matmul_peak_tflops
+from gocram.bench.flops import KeptTokens, flops_per_token, matmul_params_of, mfu
+from gocram.bench.peak import cpu_matmul_peak_tflops, run_matmul_shape
 from gocram.config import RunConfig, config_from_dict, layout_needs_document_mask
 from gocram.data.batches import LAYOUTS, layout_options
 from gocram.data.prepare import PreparedData, prepare_data
@@ -112,6 +112,9 @@ class Trainer:
         # Called with the budget fraction before every step: schedules other than the LR
         # (e.g. a token-drop rate) hang here.
         self.step_hooks: list = [self.model.set_budget_fraction]
+        # after the model's hook: what token dropping keeps each step, so FLOPs count the work done
+        self.kept_tokens = KeptTokens(self.model.token_drop, cfg.model.seq_len)
+        self.step_hooks.append(self.kept_tokens)
         # Called with the trainer after backward, before the health check and the update: the
         # seam for gradient surgery and for injecting faults in tests.
         self.grad_hooks: list = []
@@ -130,7 +133,8 @@ class Trainer:
             self.step_model = torch.compile(self.step_model)
 
     def _measure_cpu_peak(self) -> float:
-        return cpu_matmul_peak_tflops(PRECISION_DTYPES.get(self.precision, torch.float32))
+        return cpu_matmul_peak_tflops(PRECISION_DTYPES.get(self.precision, torch.float32),
+                                      run_matmul_shape(self.cfg.model, self.cfg.train.micro_batch))
 
     def _make_optimizer(self, model) -> torch.optim.Optimizer:
         tc = self.cfg.train
@@ -406,7 +410,8 @@ class Trainer:
         if cfg.train.compile and p.step_times:
             # with no steady steps to subtract, the whole first step is the (upper-bound) estimate
             compile_s = max(p.step_times[0] - (steady or 0.0), 0.0)
-        fpt = flops_per_token(cfg.model, self.n_matmul_params)  # counted before sharding
+        dropped = self.kept_tokens.work(matmul_params_of(self.model.blocks[0]))
+        fpt = flops_per_token(cfg.model, self.n_matmul_params, dropped)  # counted before sharding
         name = device_name(self.device)
         # per device: tokens_per_s counts every rank, the peak is one device's
         cpu_peak = self.cpu_peak_tflops and max(self.cpu_peak_tflops, self._measure_cpu_peak())
