@@ -73,3 +73,21 @@ def test_an_mfu_above_100_percent_is_an_error_not_a_figure(tmp_path):
     assert table["baseline"][MFU] == table["refused"][MFU] == "error: MFU > 100%"
     assert table["ok"][MFU] == "50.0%"
     assert "110.6%" not in table["_text"]
+
+
+def test_the_committed_tables_regenerate_byte_for_byte_from_runs_jsonl(tmp_path):
+    """Nothing in results/<matrix>/<device>/table.{md,csv} is typed by hand or stale."""
+    from gocram.ablations.matrix import load_matrix
+    from gocram.ablations.results import load_rows
+    from tests.conftest import REPO
+
+    results = REPO / "results"
+    rows = load_rows(results / "runs.jsonl")
+    committed = sorted(results.glob("*/*/table.md"))
+    assert committed
+    for matrix in sorted({path.parent.parent.name for path in committed}):
+        description = load_matrix(matrix).description
+        for written in write_reports(rows, tmp_path, matrix, description):
+            if written.suffix in (".md", ".csv"):
+                original = results / written.relative_to(tmp_path)
+                assert written.read_bytes() == original.read_bytes(), f"{original} is stale"
