@@ -91,3 +91,20 @@ def test_the_committed_tables_regenerate_byte_for_byte_from_runs_jsonl(tmp_path)
             if written.suffix in (".md", ".csv"):
                 original = results / written.relative_to(tmp_path)
                 assert written.read_bytes() == original.read_bytes(), f"{original} is stale"
+
+
+def test_cpu_mfu_is_against_the_best_peak_the_table_measured_in_that_precision(tmp_path):
+    """Each cell measured its own peak; a neighbour's burst lowered one of them (0.1 instead of
+    0.2 TFLOPS), which made the slower cell look better. One basis per precision restores the
+    order of tokens/s x FLOPs."""
+    def cpu_row(cell, tps, peak_tflops, precision="fp32", toggles=()):
+        row = _row(cell, 0, tps, 2.5, toggles=toggles, mfu=tps * 1e8 / (peak_tflops * 1e12),
+                   mfu_note=f"measured matmul peak {peak_tflops:.3g} TFLOPS")
+        return {**row, "flops_per_token": 1e8, "precision": precision}
+
+    rows = [cpu_row("baseline", 1000, 0.2), cpu_row("slow", 800, 0.1, toggles=["compile"]),
+            cpu_row("bf16", 1500, 0.4, "bf16", toggles=["precision=bf16"])]
+    table = _table(tmp_path, rows)
+    assert table["baseline"][MFU] == "50.0%" and table["slow"][MFU] == "40.0%"  # not 80%
+    assert table["bf16"][MFU] == "37.5%"  # against its own precision's peak
+    assert "one basis for every cell" in table["_text"]
