@@ -39,6 +39,20 @@ def test_cpu_mfu_needs_a_measured_peak_and_uses_it():
 
     assert mfu(1000.0, 1e6, "cpu", "AMD EPYC (2 threads, AVX2)") == (
         None, "not applicable on CPU without a measured matmul peak")
-    peak = cpu_matmul_peak_tflops(torch.float32, n=128, repeats=1)
+    peak = cpu_matmul_peak_tflops(torch.float32, (64, 32, 128), rounds=1, calls=1)
     value, note = mfu(1000.0, 1e6, "cpu", "AMD EPYC (2 threads, AVX2)", measured_peak_tflops=peak)
     assert value == pytest.approx(1e9 / (peak * 1e12)) and note.startswith("measured matmul peak")
+
+
+def test_cpu_peak_takes_the_runs_own_shape_and_the_best_of_several_rounds():
+    from gocram.bench.peak import _best_seconds, run_matmul_shape
+    from gocram.config import ModelConfig
+
+    cfg = ModelConfig(n_layer=1, n_head=1, d_model=32, seq_len=64, vocab_size=100)
+    assert run_matmul_shape(cfg, micro_batch=4) == (256, 32, cfg.padded_vocab_size)
+    assert run_matmul_shape(cfg, micro_batch=1000) == (2048, 32, cfg.padded_vocab_size)
+    # Two warm-up rounds, then rounds of 3, 1 (a neighbour's burst would be the slow one) and 2 s.
+    ticks = iter([0, 100, 100, 200, 200, 203, 203, 204, 204, 206])
+    seconds = _best_seconds((8, 8, 8), torch.float32, torch.device("cpu"), rounds=3, calls=2,
+                            clock=lambda: next(ticks))
+    assert seconds == 0.5  # the best round, per call

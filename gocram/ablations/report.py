@@ -1,8 +1,10 @@
 """Tables and plots for a matrix on one device, derived from runs.jsonl rows and nothing else.
 
-Per cell: mean +- sd over seeds; tokens/s and val bits per byte as deltas against the baseline,
-flagged only where the delta exceeds the seed noise (two standard errors of the difference; with
-a single seed the noise is unknown and nothing is flagged).
+Per cell: mean +- sd over seeds; tokens/s and val bits per byte as deltas against the baseline
+of the same commit (and, as every table is one device's, the same machine), flagged only where the
+delta exceeds the seed noise (two standard errors of the difference; with a single seed the noise
+is unknown and nothing is flagged). A cell without a same-commit baseline gets its delta against
+the newest baseline marked with a dagger and never flagged: code changed between the two.
 """
 
 from __future__ import annotations
@@ -87,14 +89,35 @@ def summarise(rows: list[dict]) -> list[CellSummary]:
     return summaries
 
 
-def _delta(cell: Stat, base: Stat, relative: bool) -> tuple[str, bool]:
+OTHER_COMMIT = "†"  # marks a delta against a baseline from another commit than the cell's
+
+
+def _delta(cell: Stat, base: Stat, relative: bool, same_commit: bool = True) -> tuple[str, bool]:
     if cell.mean is None or base.mean is None:
         return "-", False
     diff = cell.mean - base.mean
     n = noise(cell, base)
-    flagged = n is not None and abs(diff) > n
+    flagged = same_commit and n is not None and abs(diff) > n
     text = f"{100 * diff / base.mean:+.1f}%" if relative else f"{diff:+.4f}"
+    if not same_commit:
+        return text + OTHER_COMMIT, False
     return (f"**{text}**" if flagged else text), flagged
+
+
+def commits_of(s: CellSummary) -> set[str | None]:
+    return {r["git_sha"] for r in s.rows if r["status"] == "ok"}
+
+
+def baseline_for(cell: CellSummary, base: CellSummary, runs: list[dict]) -> tuple[CellSummary, bool]:
+    """The baseline to compare `cell` with: its newest rows at the cell's commit, when the cell's
+    rows are all of one commit and the baseline ran there; else the newest baseline, marked."""
+    commits = commits_of(cell)
+    if len(commits) == 1:
+        (commit,) = commits
+        same = [r for r in runs if r["cell"] == base.cell and r["git_sha"] == commit and r["status"] == "ok"]
+        if same:
+            return CellSummary(base.cell, base.toggles, base.kinds, "ok", latest_per_run(same)), True
+    return base, False
 
 
 def _util(s: CellSummary) -> str:
@@ -102,13 +125,57 @@ def _util(s: CellSummary) -> str:
     return f"GPU {gpu.fmt('.0f')}%" if gpu.mean is not None else f"CPU {s.stat('mean_cpu_util').fmt('.0f')}%"
 
 
-def table_rows(summaries: list[CellSummary]) -> list[dict]:
+MEASURED_PEAK = "measured matmul peak"  # how gocram.bench.flops.mfu names a measured basis
+
+
+def _row_peak(row: dict) -> float | None:
+    """The measured peak (FLOP/s) a row's MFU was computed against, recovered from the row."""
+    if not str(row.get("mfu_note") or "").startswith(MEASURED_PEAK) or not row.get("mfu"):
+        return None
+    return row["tokens_per_s"] * row["flops_per_token"] / row["mfu"]
+
+
+def best_measured_peaks(rows: list[dict]) -> dict[str, float]:
+    """Per precision, the best matmul peak any ok row of this table measured: one basis for every
+    cell, so a cell whose own measurement a neighbour's burst lowered cannot rank above its speed."""
+    best: dict[str, float] = {}
+    for row in rows:
+        peak = _row_peak(row) if row["status"] == "ok" and row.get("flops_per_token") else None
+        if peak is not None:
+            best[row.get("precision")] = max(best.get(row.get("precision"), 0.0), peak)
+    return best
+
+
+def _mfu(s: CellSummary, best_peaks: dict[str, float]) -> str:
+    """Mean MFU (a measured CPU peak replaced by the table's best for that precision), or an
+    error where a row's exceeds 100% (the peak it was measured against is an underestimate)."""
+    values, errors = [], False
+    for row in (r for r in s.rows if r["status"] == "ok"):
+        if row.get("mfu") is None:
+            errors |= str(row.get("mfu_note") or "").startswith("error")
+        elif _row_peak(row) is not None and row.get("precision") in best_peaks:
+            values.append(row["tokens_per_s"] * row["flops_per_token"] / best_peaks[row.get("precision")])
+        else:
+            values.append(row["mfu"])
+    if errors or any(v > 1.0 for v in values):
+        return "error: MFU > 100%"
+    return Stat(values).fmt(".1%") if values else "n/a"
+
+
+def table_rows(summaries: list[CellSummary], runs: list[dict] | None = None) -> list[dict]:
+    """One row per cell; `runs` (all rows of this matrix and device, superseded ones too) is where
+    each cell's same-commit baseline is looked up (default: the summaries' own rows)."""
     base = next((s for s in summaries if s.cell == "baseline"), None)
+    runs = runs if runs is not None else [r for s in summaries for r in s.rows]
+    best_peaks = best_measured_peaks(runs)
     out = []
     for s in summaries:
         tps, bpb = s.stat("tokens_per_s"), s.stat("val_bpb")
-        d_tps = _delta(tps, base.stat("tokens_per_s"), True) if base and s is not base else ("-", False)
-        d_bpb = _delta(bpb, base.stat("val_bpb"), False) if base and s is not base else ("-", False)
+        d_tps = d_bpb = ("-", False)
+        if base and s is not base:
+            ref, same_commit = baseline_for(s, base, runs)
+            d_tps = _delta(tps, ref.stat("tokens_per_s"), True, same_commit)
+            d_bpb = _delta(bpb, ref.stat("val_bpb"), False, same_commit)
         first = s.rows[0]
         out.append({
             "cell": s.cell, "kind": s.kinds, "status": s.status, "seeds": tps.n,
@@ -118,7 +185,7 @@ def table_rows(summaries: list[CellSummary]) -> list[dict]:
             "compile s": s.stat("compile_s").fmt(".1f"), "util": _util(s),
             "peak MiB": (f"{s.stat('peak_mem_bytes').mean / 2**20:,.0f}"
                          if s.stat("peak_mem_bytes").mean else "-"),
-            "MFU": s.stat("mfu").fmt(".1%") if s.stat("mfu").mean is not None else "n/a",
+            "MFU": _mfu(s, best_peaks),
             "config": first["config_hash"], "git": (first["git_sha"] or "?")[:12],
             # numeric columns for the CSV
             "_tps_mean": tps.mean, "_tps_sd": tps.sd, "_bpb_mean": bpb.mean, "_bpb_sd": bpb.sd,
@@ -152,6 +219,15 @@ def markdown(matrix: str, device: str, rows: list[dict], runs: list[dict], descr
     lines += [""]
     if xz:
         lines.append(f"`xz -9e` on the same validation bytes: {statistics.fmean(xz):.4f} bits per byte.")
+    if any(OTHER_COMMIT in str(r["Δ tokens/s"]) + str(r["Δ bpb"]) for r in rows):
+        lines.append(f"{OTHER_COMMIT} No baseline ran at this cell's commit: the delta is against the newest "
+                     "baseline, from another commit, and is not flagged; rerun the baseline to compare.")
+    if any(r["MFU"] not in ("n/a", "-") and not str(r["MFU"]).startswith("error") for r in rows):
+        lines.append("MFU on a CPU: against the best matmul peak that any run in this table measured "
+                     "in the same precision (one basis for every cell).")
+    if any(str(r["MFU"]).startswith("error") for r in rows):
+        lines.append("error: MFU > 100% means the matmul peak it was measured against was an "
+                     "underestimate (a noisy CPU measurement); no figure is given.")
     seeds = max((r["seeds"] for r in rows), default=0)
     if seeds < 2:
         lines.append("One seed per cell: the seed noise is unknown, so no delta is flagged; "
@@ -219,7 +295,7 @@ def write_reports(all_rows: list[dict], results_dir: Path, matrix: str, descript
     for device in devices:
         runs = [r for r in all_rows if r["matrix"] == matrix and r["device_name"] == device]
         summaries = summarise(runs)
-        rows = table_rows(summaries)
+        rows = table_rows(summaries, runs)
         out = results_dir / matrix / device_slug(device)
         out.mkdir(parents=True, exist_ok=True)
         (out / "table.md").write_text(markdown(matrix, device, rows, latest_per_run(runs), description))

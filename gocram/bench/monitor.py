@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from types import ModuleType
 
 import psutil
 
@@ -75,13 +76,12 @@ class CpuMonitor(SamplingMonitor):
 class NvmlMonitor(SamplingMonitor):
     """GPU utilisation %, memory used, power (W); energy integrates power over training segments."""
 
-    def __init__(self, device_index: int = 0, hz: float = 10.0):
+    def __init__(self, device_index: int = 0, hz: float = 10.0, *, nvml: ModuleType | None = None):
+        """nvml: the pynvml module (imported when None); tests pass a fake with the same calls."""
         super().__init__(hz)
-        import pynvml
-
-        self.nvml = pynvml
-        pynvml.nvmlInit()
-        self.handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
+        self.nvml = nvml or _import_pynvml()
+        self.nvml.nvmlInit()
+        self.handle = self.nvml.nvmlDeviceGetHandleByIndex(device_index)
         self.util: list[float] = []
         self.power: list[float] = []
         self.mem_peak = 0
@@ -104,18 +104,23 @@ class NvmlMonitor(SamplingMonitor):
         }
 
 
-def nvml_unavailable_reason(device_type: str) -> str | None:
+def _import_pynvml() -> ModuleType:
+    import pynvml
+
+    return pynvml
+
+
+def nvml_unavailable_reason(device_type: str, nvml: ModuleType | None = None) -> str | None:
     if device_type != "cuda":
         return "the run is on the CPU"
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
+        (nvml or _import_pynvml()).nvmlInit()
     except Exception as err:  # NVMLError subclasses, ImportError
         return f"NVML could not start ({err})"
     return None
 
 
-def default_monitor(device_type: str, device_index: int = 0) -> SamplingMonitor:
-    reason = nvml_unavailable_reason(device_type)
-    return NvmlMonitor(device_index) if reason is None else CpuMonitor(reason_no_gpu=reason)
+def default_monitor(device_type: str, device_index: int = 0, *,
+                    nvml: ModuleType | None = None) -> SamplingMonitor:
+    reason = nvml_unavailable_reason(device_type, nvml)
+    return NvmlMonitor(device_index, nvml=nvml) if reason is None else CpuMonitor(reason_no_gpu=reason)

@@ -14,37 +14,60 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from gocram.bench.flops import peak_tflops
 from gocram.core.env import device_name, git_sha, pick_device, versions
+from gocram.config import ModelConfig
 
 
 def _time_matmul(n: int, dtype: torch.dtype, device: torch.device, repeats: int) -> float:
     """Best seconds for one (n, n) @ (n, n) over `repeats` timed runs after a warm-up."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
+    return _best_seconds((n, n, n), dtype, device, rounds=repeats, calls=1)
+
+
+def _best_seconds(shape: tuple[int, int, int], dtype: torch.dtype, device: torch.device, *,
+                  rounds: int, calls: int, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds per (m, k) @ (k, n) matmul: the best of `rounds` timed rounds of `calls` back-to-back
+    matmuls each, after two warm-up rounds (caches, clocks, the cuBLAS heuristics)."""
+    m, k, n = shape
+    a = torch.randn(m, k, device=device, dtype=dtype)
+    b = torch.randn(k, n, device=device, dtype=dtype)
     best = float("inf")
-    for i in range(repeats + 2):  # the first two warm up caches, clocks and the cuBLAS heuristics
+    for i in range(rounds + 2):
         if device.type == "cuda":
             torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        a @ b
+        t0 = clock()
+        for _ in range(calls):
+            a @ b
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i >= 2:
-            best = min(best, time.perf_counter() - t0)
+            best = min(best, (clock() - t0) / calls)
     return best
 
 
-def cpu_matmul_peak_tflops(dtype: torch.dtype = torch.float32, n: int = 1024, repeats: int = 10) -> float:
-    """This process's best (n, n) @ (n, n) rate on the CPU, the basis of a CPU run's MFU (~0.2 s).
+def run_matmul_shape(model: ModelConfig, micro_batch: int, max_rows: int = 2048) -> tuple[int, int, int]:
+    """(m, k, n) of a run's largest matmul, the LM head: (B*T, d) @ (d, V); rows capped so one
+    measurement stays well under a second on a CPU."""
+    return min(micro_batch * model.seq_len, max_rows), model.d_model, model.padded_vocab_size
 
-    A shared VM can halve one measurement (a neighbour's burst): callers take the best of several.
+
+def cpu_matmul_peak_tflops(dtype: torch.dtype = torch.float32,
+                           shape: tuple[int, int, int] = (1024, 1024, 1024), *,
+                           rounds: int = 5, calls: int = 3) -> float:
+    """This process's best matmul rate on the CPU for `shape` (m, k, n), the basis of a CPU run's MFU.
+
+    A shared VM can halve one measurement (a neighbour's burst), and one matmul is too short for the
+    timer: so the best of several rounds of several calls, in the run's own precision and shapes
+    (`run_matmul_shape`); the trainer measures again at the end of a run and keeps the best.
     """
-    return 2 * n**3 / _time_matmul(n, dtype, torch.device("cpu"), repeats) / 1e12
+    m, k, n = shape
+    seconds = _best_seconds(shape, dtype, torch.device("cpu"), rounds=rounds, calls=calls)
+    return 2 * m * k * n / seconds / 1e12
 
 
 def measure(device: torch.device, sizes: tuple[int, ...], repeats: int) -> dict:

@@ -13,7 +13,7 @@ import triton.language as tl
 from torch import nn
 
 from gocram.kernels.availability import KernelInputError, check_tensors, is_interpreted
-from gocram.kernels.tiling import next_pow2, num_warps, reduction_programs, tile_rows
+from gocram.kernels.tiling import chosen, next_pow2, num_warps, reduction_programs, tile_rows
 
 APPROXIMATIONS = ("none", "tanh")  # as in F.gelu(approximate=...)
 MAX_BLOCK_COLS = 1024  # columns per tile; any width works (the grid tiles columns too)
@@ -139,16 +139,23 @@ def bias_gelu_forward(
     h: torch.Tensor,  # (N, W) contiguous
     bias: torch.Tensor | None,  # (W,)
     approximate: str = "none",
+    *,
+    block_rows: int | None = None,
+    block_cols: int | None = None,
 ) -> torch.Tensor:
-    """GELU(h + bias) (N, W) in the dtype torch's promotion gives h + bias."""
+    """GELU(h + bias) (N, W) in the dtype torch's promotion gives h + bias.
+
+    block_rows and block_cols (a program's tile, powers of two) override the schedule.
+    """
     _check("triton_bias_gelu", _bias_gelu_forward_kernel, h, bias, approximate)
     n_rows, width = h.shape
     out_dtype = h.dtype if bias is None else torch.promote_types(h.dtype, bias.dtype)
     y = torch.empty(n_rows, width, device=h.device, dtype=out_dtype)
     if h.numel() == 0:
         return y
-    block_w = _block_w(width)
-    rows = tile_rows(block_w, n_rows, interpreted=is_interpreted(_bias_gelu_forward_kernel))
+    block_w = chosen("triton_bias_gelu", "block_cols", block_cols, _block_w(width))
+    rows = chosen("triton_bias_gelu", "block_rows", block_rows,
+                  tile_rows(block_w, n_rows, interpreted=is_interpreted(_bias_gelu_forward_kernel)))
     grid = (triton.cdiv(n_rows, rows), triton.cdiv(width, block_w))
     _bias_gelu_forward_kernel[grid](
         h, h if bias is None else bias, y, n_rows, width,
@@ -165,21 +172,30 @@ def bias_gelu_backward(
     approximate: str = "none",
     *,
     want_dbias: bool = True,
+    block_rows: int | None = None,
+    block_cols: int | None = None,
+    bands: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """dh (N, W) in h's dtype and dbias (W,) in fp32 (None without a bias or when not wanted)."""
+    """dh (N, W) in h's dtype and dbias (W,) in fp32 (None without a bias or when not wanted).
+
+    block_rows and block_cols (a tile, powers of two) and bands (row bands, each writing one
+    partial dbias row; fewer run when the rows run out) override the schedule.
+    """
     _check("triton_bias_gelu backward", _bias_gelu_backward_kernel, h, bias, approximate, dy=dy)
     if dy.shape != h.shape:
         raise KernelInputError(f"triton_bias_gelu backward: dy {tuple(dy.shape)} != h {tuple(h.shape)}")
     n_rows, width = h.shape
     want_dbias = want_dbias and bias is not None
     dh = torch.empty_like(h)
-    block_w = _block_w(width)
+    what = "triton_bias_gelu backward"
+    block_w = chosen(what, "block_cols", block_cols, _block_w(width))
     interpreted = is_interpreted(_bias_gelu_backward_kernel)
-    rows = tile_rows(block_w, n_rows, interpreted=interpreted)
+    rows = chosen(what, "block_rows", block_rows, tile_rows(block_w, n_rows, interpreted=interpreted))
     col_blocks = triton.cdiv(width, block_w)
     # Row bands x column blocks programs in all; each band writes one partial dbias row.
-    bands = max(1, reduction_programs(h.device, triton.cdiv(n_rows, rows),
-                                      interpreted=interpreted) // (1 if interpreted else col_blocks))
+    bands = chosen(what, "bands", bands, max(1, reduction_programs(
+        h.device, triton.cdiv(n_rows, rows), interpreted=interpreted) // (1 if interpreted else col_blocks)),
+        pow2=False)
     rows_per_program = triton.cdiv(triton.cdiv(n_rows, bands), rows) * rows
     bands = triton.cdiv(n_rows, rows_per_program) if h.numel() else 0
     dbias_partial = (torch.zeros(bands, width, device=h.device, dtype=torch.float32)

@@ -18,7 +18,8 @@ import triton.language as tl
 
 from gocram.core.tokens import IGNORE_INDEX
 from gocram.kernels.availability import KernelInputError, check_tensors, is_interpreted
-from gocram.kernels.tiling import next_pow2, num_warps, tile_rows
+from gocram.core.tokens import IGNORE_INDEX
+from gocram.kernels.tiling import chosen, next_pow2, num_warps, tile_rows
 
 REDUCTIONS = ("mean", "sum")
 MAX_BLOCK_V = 8192  # vocabulary columns per tile; the kernel loops over the rest
@@ -86,16 +87,23 @@ def cross_entropy_rows(
     scale: torch.Tensor,  # (1,) fp32
     *,
     write_grad: bool,
+    block_rows: int | None = None,
+    block_vocab: int | None = None,
 ) -> torch.Tensor:
-    """Per-row loss (n,) fp32; with write_grad, logits become dloss/dlogits (scaled by `scale`)."""
+    """Per-row loss (n,) fp32; with write_grad, logits become dloss/dlogits (scaled by `scale`).
+
+    block_rows and block_vocab (a program's tile, powers of two; the kernel loops over vocabulary
+    tiles) override the schedule.
+    """
     check_tensors("fused_cross_entropy", _cross_entropy_kernel,
                   {"logits": logits, "targets": targets, "scale": scale}, float_only=("logits",))
     n_rows, vocab = logits.shape
     losses = torch.empty(n_rows, device=logits.device, dtype=torch.float32)
     if n_rows == 0:
         return losses
-    block_v = min(next_pow2(vocab), MAX_BLOCK_V)
-    rows = tile_rows(block_v, n_rows, interpreted=is_interpreted(_cross_entropy_kernel), max_rows=1)
+    block_v = chosen("fused_cross_entropy", "block_vocab", block_vocab, min(next_pow2(vocab), MAX_BLOCK_V))
+    rows = chosen("fused_cross_entropy", "block_rows", block_rows,
+                  tile_rows(block_v, n_rows, interpreted=is_interpreted(_cross_entropy_kernel), max_rows=1))
     _cross_entropy_kernel[(triton.cdiv(n_rows, rows),)](
         logits, targets, losses, scale, n_rows, vocab,
         WRITE_GRAD=write_grad, ROWS=rows, BLOCK_V=block_v, num_warps=num_warps(rows * block_v),
@@ -117,6 +125,8 @@ def _check_loss_inputs(hidden, weight, targets, reduction) -> None:
         raise KernelInputError(f"fused_cross_entropy: targets must be integer class ids of shape "
                                f"({hidden.shape[0]},), got {targets.dtype} {tuple(targets.shape)}")
     vocab = weight.shape[0]
+    if vocab == 0:  # the log-sum-exp of no logits is -inf: a loss of no classes is undefined
+        raise KernelInputError("fused_cross_entropy: weight has 0 rows, the vocabulary is empty")
     bad = (targets >= vocab) | ((targets < 0) & (targets != IGNORE_INDEX))
     if bool(bad.any()):  # one host sync: torch's own loss would assert on the device instead
         raise KernelInputError(f"fused_cross_entropy: target {int(targets[bad][0])} is outside "
@@ -132,11 +142,14 @@ def fused_linear_cross_entropy_forward(
     compute_dtype: torch.dtype | None = None,
     want_grads: bool = True,
     chunk_rows: int | None = None,
+    block_rows: int | None = None,
+    block_vocab: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(loss fp32 scalar, dhidden (N, d) in hidden's dtype, dweight (V, d) fp32) for a unit
     upstream gradient; the gradients are None without want_grads.
 
-    compute_dtype is the dtype of the matmuls (autocast's, else the inputs' promoted dtype).
+    compute_dtype is the dtype of the matmuls (autocast's, else the inputs' promoted dtype);
+    block_rows and block_vocab override the kernel's tile (see cross_entropy_rows).
     """
     _check_loss_inputs(hidden, weight, targets, reduction)
     n_rows, width = hidden.shape
@@ -156,7 +169,8 @@ def fused_linear_cross_entropy_forward(
         end = min(start + chunk, n_rows)
         h_chunk = h[start:end]  # (n, d), a contiguous row slice
         logits = h_chunk @ w.t()  # (n, V) in compute_dtype
-        losses[start:end] = cross_entropy_rows(logits, targets[start:end], scale, write_grad=want_grads)
+        losses[start:end] = cross_entropy_rows(logits, targets[start:end], scale, write_grad=want_grads,
+                                               block_rows=block_rows, block_vocab=block_vocab)
         if want_grads:
             dlogits = logits  # (n, V): overwritten in place by the kernel
             torch.mm(dlogits, w, out=dhidden[start:end])  # (n, d)

@@ -15,7 +15,7 @@ from torch import nn
 
 from gocram.core.errors import ConfigError
 from gocram.kernels.availability import KernelInputError, check_tensors, is_interpreted
-from gocram.kernels.tiling import next_pow2, num_warps, reduction_programs, tile_rows
+from gocram.kernels.tiling import chosen, next_pow2, num_warps, reduction_programs, tile_rows
 
 MAX_WIDTH = 16384  # a whole row lives in one tile: 64 KiB of fp32
 
@@ -129,14 +129,21 @@ def layernorm_forward(
     weight: torch.Tensor | None,  # (D,)
     bias: torch.Tensor | None,  # (D,)
     eps: float,
+    *,
+    block_rows: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """y (N, D) in x's dtype, mean (N,) fp32, rstd (N,) fp32."""
+    """y (N, D) in x's dtype, mean (N,) fp32, rstd (N,) fp32.
+
+    block_rows (rows per program, a power of two) overrides the schedule; the result is the same.
+    """
     check_tensors("triton_layernorm", _layernorm_forward_kernel,
                   {"x": x, "weight": weight, "bias": bias}, float_only=("x", "weight", "bias"))
     if x.dim() != 2:
         raise KernelInputError(f"triton_layernorm: x must be 2-D (rows, width), got {tuple(x.shape)}")
     n_rows, width = x.shape
     _check_width(width)
+    if width == 0:  # torch would return an empty y, but mean and 1/std of no values are undefined
+        raise KernelInputError("triton_layernorm: x has width 0, there is nothing to normalise")
     for name, param in (("weight", weight), ("bias", bias)):
         if param is not None and param.shape != (width,):
             raise KernelInputError(f"triton_layernorm: {name} has shape {tuple(param.shape)}, "
@@ -147,7 +154,8 @@ def layernorm_forward(
     if n_rows == 0:
         return y, mean, rstd
     block_d = next_pow2(width)
-    rows = tile_rows(block_d, n_rows, interpreted=is_interpreted(_layernorm_forward_kernel))
+    rows = chosen("triton_layernorm", "block_rows", block_rows,
+                  tile_rows(block_d, n_rows, interpreted=is_interpreted(_layernorm_forward_kernel)))
     _layernorm_forward_kernel[(triton.cdiv(n_rows, rows),)](
         x, x if weight is None else weight, x if bias is None else bias, y, mean, rstd,
         n_rows, width, eps,
@@ -166,8 +174,15 @@ def layernorm_backward(
     *,
     want_dweight: bool,
     want_dbias: bool,
+    block_rows: int | None = None,
+    programs: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """dx (N, D) in x's dtype; dweight and dbias (D,) in fp32, or None where not wanted."""
+    """dx (N, D) in x's dtype; dweight and dbias (D,) in fp32, or None where not wanted.
+
+    block_rows (rows per tile, a power of two) and programs (how many programs share the rows,
+    each writing one partial dweight/dbias row; fewer run when the rows run out) override the
+    schedule; the result is the same up to summation order.
+    """
     check_tensors("triton_layernorm backward", _layernorm_backward_kernel,
                   {"dy": dy, "x": x, "weight": weight, "mean": mean, "rstd": rstd},
                   float_only=("dy", "x", "weight"))
@@ -179,8 +194,11 @@ def layernorm_backward(
     dx = torch.empty_like(x)
     block_d = next_pow2(width)
     interpreted = is_interpreted(_layernorm_backward_kernel)
-    rows = tile_rows(block_d, n_rows, interpreted=interpreted)
-    programs = reduction_programs(x.device, triton.cdiv(n_rows, rows), interpreted=interpreted)
+    rows = chosen("triton_layernorm backward", "block_rows", block_rows,
+                  tile_rows(block_d, n_rows, interpreted=interpreted))
+    programs = chosen("triton_layernorm backward", "programs", programs,
+                      reduction_programs(x.device, triton.cdiv(n_rows, rows), interpreted=interpreted),
+                      pow2=False)
     rows_per_program = triton.cdiv(triton.cdiv(n_rows, programs), rows) * rows
     programs = triton.cdiv(n_rows, rows_per_program) if n_rows else 0
     partial = dict(device=x.device, dtype=torch.float32)

@@ -11,6 +11,8 @@ from functools import cache
 
 import torch
 
+from gocram.kernels.availability import KernelInputError
+
 GPU_TILE = 4096  # elements per program tile when compiled
 INTERPRETER_TILE = 1 << 16  # elements per program tile when interpreted
 
@@ -26,6 +28,18 @@ def tile_rows(block_cols: int, n_rows: int, *, interpreted: bool, max_rows: int 
     rows = 1 << (fits.bit_length() - 1)  # the largest power of two <= fits
     cap = next_pow2(n_rows) if interpreted else min(next_pow2(n_rows), max_rows)
     return min(rows, cap)
+
+
+def chosen(what: str, name: str, value: int | None, default: int, *, pow2: bool = True) -> int:
+    """`value` when given (a launcher argument that overrides the schedule, e.g. so tests on the
+    interpreter reach the paths a GPU takes), else `default`; a bad override is a one-line error."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise KernelInputError(f"{what}: {name} must be a positive integer, got {value!r}")
+    if pow2 and value & (value - 1):
+        raise KernelInputError(f"{what}: {name} must be a power of two, got {value}")
+    return value
 
 
 def num_warps(tile_elems: int) -> int:

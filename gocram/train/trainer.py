@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from gocram.bench.flops import flops_per_token, mfu
-from gocram.bench.peak import cpu_matmul_peak_tflops
+from gocram.bench.flops import KeptTokens, flops_per_token, matmul_params_of, mfu
+from gocram.bench.peak import cpu_matmul_peak_tflops, run_matmul_shape
 from gocram.config import RunConfig, config_from_dict
 from gocram.core.env import device_name, git_sha, peak_memory, pick_device, versions
 from gocram.core.errors import GocramError
@@ -103,6 +103,9 @@ class Trainer:
         self.step_hooks: list = [
             self.model.set_budget_fraction,
             lambda fraction: self.optimizer_recipe.set_budget_fraction(self.optimizer, fraction, tc)]
+        # after the model's hook: what token dropping keeps each step, so FLOPs count the work done
+        self.kept_tokens = KeptTokens(self.model.token_drop, cfg.model.seq_len)
+        self.step_hooks.append(self.kept_tokens)
         # Called with the trainer after backward, before the health check and the update: the
         # seam for gradient surgery and for injecting faults in tests.
         self.grad_hooks: list = []
@@ -121,7 +124,8 @@ class Trainer:
             self.step_model = torch.compile(self.step_model)
 
     def _measure_cpu_peak(self) -> float:
-        return cpu_matmul_peak_tflops(PRECISION_DTYPES[self.precision])
+        return cpu_matmul_peak_tflops(PRECISION_DTYPES[self.precision],
+                                      run_matmul_shape(self.cfg.model, self.cfg.train.micro_batch))
 
     def _make_optimizer(self, model) -> torch.optim.Optimizer:
         return self.optimizer_recipe.build(model.param_roles(), self.cfg.train,
@@ -391,7 +395,8 @@ class Trainer:
         if cfg.impl.compile and p.step_times:
             # with no steady steps to subtract, the whole first step is the (upper-bound) estimate
             compile_s = max(p.step_times[0] - (steady or 0.0), 0.0)
-        fpt = flops_per_token(cfg.model, self.n_matmul_params)  # counted before sharding
+        dropped = self.kept_tokens.work(matmul_params_of(self.model.blocks[0]))
+        fpt = flops_per_token(cfg.model, self.n_matmul_params, dropped)  # counted before sharding
         name = device_name(self.device)
         # per device: tokens_per_s counts every rank, the peak is one device's
         cpu_peak = self.cpu_peak_tflops and max(self.cpu_peak_tflops, self._measure_cpu_peak())
