@@ -178,6 +178,13 @@ class EvalConfig:
     every_s: float = 60.0  # of budget time between validations; 0 = only at the end
     max_bytes: int = 262_144  # the fixed validation set: whole val files up to this many bytes
     micro_batch: int = 16
+    # Also score validation with sliding windows every `stride` tokens (gocram/eval/scoring.py);
+    # 0 = only today's non-overlapping chunks, whose val_bpb every result row keeps.
+    stride: int = 0
+
+    def __post_init__(self) -> None:
+        if self.stride < 0:
+            raise ConfigError(f"eval.stride must be >= 0 (0 = chunked only), got {self.stride}")
 
 
 @dataclass(frozen=True, kw_only=True)
