@@ -15,6 +15,7 @@ MASK = (1 << WIDTH) - 1
 TOP = 1 << (WIDTH - 8)  # renormalise (shift out a byte) while the range is below this
 FREQ_SCALE = 1 << 32  # probabilities are scaled to this before flooring
 MAX_TOTAL = 1 << 40  # the coder's precision limit on a table's total
+FLUSH_BYTES = WIDTH // 8 + 1  # a fixed cost per file, like the header
 
 
 def quantise(probs: np.ndarray) -> np.ndarray:
@@ -62,7 +63,7 @@ class RangeEncoder:
         self.low = (self.low << 8) & MASK
 
     def finish(self) -> bytes:
-        for _ in range(WIDTH // 8 + 1):
+        for _ in range(FLUSH_BYTES):
             self._shift_low()
         return bytes(self.out)
 
@@ -71,7 +72,7 @@ class RangeDecoder:
     def __init__(self, data: bytes):
         self.data, self.pos = data, 0
         self.range, self.code = MASK, 0
-        for _ in range(WIDTH // 8 + 1):
+        for _ in range(FLUSH_BYTES):
             self.code = (self.code << 8) | self._byte()
 
     def _byte(self) -> int:
