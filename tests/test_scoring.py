@@ -240,3 +240,11 @@ def test_eval_bpb_cli(small_run, go_dir):
                      "--stride", "33", "--device", "cpu")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
     assert "stride 33" in bad.stderr
+
+
+def test_a_missing_comparator_is_reported_not_fatal(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")  # no zstd program on this PATH
+    result = compare([b"package main\n"])
+    assert result["zstd -19 --long"]["concatenated_bpb"] is None
+    assert "zstd" in result["zstd -19 --long"]["skipped"]
+    assert result["xz -9e"]["concatenated_bpb"] > 0

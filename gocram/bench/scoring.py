@@ -117,7 +117,9 @@ def markdown(report: dict) -> str:
                          f"{row['tokens']:,} | {row['seconds']:.1f} |")
         lines += ["", "| compressor | per file bpb | concatenated bpb |", "|---|---|---|"]
         for name, value in result["comparators"].items():
-            if isinstance(value, dict):
+            if isinstance(value, dict) and value.get("skipped"):
+                lines.append(f"| {name} | skipped: {value['skipped']} | |")
+            elif isinstance(value, dict):
                 lines.append(f"| {name} | {value['per_file_bpb']:.4f} | "
                              f"{value['concatenated_bpb']:.4f} |")
         lines.append("")

@@ -24,10 +24,14 @@ def xz_9e(data: bytes) -> int:
     return len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
 
 
+class ComparatorUnavailable(GocramError):
+    """A compressor's program or library is missing here: its cells say so instead of a number."""
+
+
 @COMPRESSORS.register("zstd -19 --long")
 def zstd_19_long(data: bytes) -> int:
     if shutil.which("zstd") is None:
-        raise GocramError("the zstd program is not installed (apt-get install zstd)")
+        raise ComparatorUnavailable("the zstd program is not installed (apt-get install zstd)")
     done = subprocess.run(["zstd", "-19", "--long", "-q", "-c"], input=data, capture_output=True,
                           check=True)
     return len(done.stdout)
@@ -41,7 +45,8 @@ def ppmd(data: bytes) -> int:
 
 
 def compare(files: list[bytes]) -> dict:
-    """{compressor: {"per_file_bpb", "concatenated_bpb"}} over the files, plus the byte count."""
+    """{compressor: {"per_file_bpb", "concatenated_bpb"}} over the files, plus the byte count;
+    a compressor missing here gets None and a "skipped" reason."""
     total = sum(len(f) for f in files)
     if not total:
         raise GocramError("no bytes to compress")
@@ -49,6 +54,9 @@ def compare(files: list[bytes]) -> dict:
     result = {"bytes": total, "files": len(files)}
     for name in COMPRESSORS.names():
         size = COMPRESSORS.get(name)
-        result[name] = {"per_file_bpb": 8.0 * sum(size(f) for f in files if f) / total,
-                        "concatenated_bpb": 8.0 * size(joined) / total}
+        try:
+            result[name] = {"per_file_bpb": 8.0 * sum(size(f) for f in files if f) / total,
+                            "concatenated_bpb": 8.0 * size(joined) / total}
+        except ComparatorUnavailable as err:  # a missing tool must not cost a training run
+            result[name] = {"per_file_bpb": None, "concatenated_bpb": None, "skipped": str(err)}
     return result

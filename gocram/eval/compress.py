@@ -102,6 +102,8 @@ def compress(checkpoint, source: str | Path, out: str | Path, *, stride: int = 0
         raise GocramError(f"{source}: cannot read ({err.strerror})") from err
     except UnicodeDecodeError as err:
         raise GocramError(f"{source}: not UTF-8 text (byte {err.start})") from err
+    if not data:
+        raise GocramError(f"{source}: empty file, nothing to compress")
     model, tok, cfg = _load(checkpoint, threads)
     seq_len = cfg.model.seq_len
     windows_for(np.zeros(2, dtype=np.int64), seq_len, stride)  # checks the stride
