@@ -210,8 +210,10 @@ def score_directory(checkpoint: str | Path, directory: str | Path, *, stride: in
     from gocram.eval.comparators import compare
     from gocram.eval.tree import load_run
 
+    if not Path(directory).is_dir():
+        raise GocramError(f"directory not found: {directory}")
+    model, tok, cfg = load_run(checkpoint, device)  # a bad checkpoint is named before the files
     files = read_go_files(directory)
-    model, tok, cfg = load_run(checkpoint, device)
     seq_len, dev = cfg.model.seq_len, next(model.parameters()).device
     windows_for(np.zeros(2, dtype=np.int64), seq_len, stride)  # a bad --stride fails before work
     docs = encode_documents(tok, files.texts)
