@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from gocram.errors import GocramError
 
@@ -146,6 +147,9 @@ def run(args: argparse.Namespace) -> dict:
         raise GocramError("nothing to score: give --dir, or drop --no-val")
     if args.compress_bytes and not args.dir:
         raise GocramError("--compress-bytes cuts its input from the --dir set; give --dir")
+    if args.threads < 1:
+        raise GocramError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)  # scoring and the round trip alike
     model, tok, cfg = load_run(args.run_dir, "cpu")
     seq_len = cfg.model.seq_len
     stride_divs = [int(d) for d in args.stride_divs.split(",") if d]
@@ -197,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compress-bytes", type=int, default=0,
                         help="round-trip this many bytes of the --dir set (0 = skip)")
     parser.add_argument("--compress-stride", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for the round trip")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for scoring and the round trip")
     args = parser.parse_args(argv)
     try:
         print(markdown(run(args)))
