@@ -40,7 +40,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        python3 python3-venv python3-dev build-essential ninja-build git xz-utils ca-certificates \
+        python3 python3-venv python3-dev build-essential ninja-build git xz-utils zstd ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv
 

@@ -210,6 +210,12 @@ class EvalConfig:
     """What the validation score is computed on."""
 
     max_bytes: int = bounded(262_144, ge=1)  # the fixed validation set: whole val files up to this
+    # Also score validation with sliding windows every `stride` tokens (gocram/eval/scoring.py);
+    # 0 = only today's non-overlapping chunks, whose val_bpb every result row keeps.
+    stride: int = bounded(0, ge=0)
+
+    def __post_init__(self) -> None:
+        _check_range("eval", self)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -30,8 +30,9 @@ from gocram.data.corpus import Doc, corpus_fingerprint, read_corpus
 from gocram.data.shards import ShardWriter, TokenShard, encode_docs, token_dtype, tokenizer_hash
 from gocram.data.split import split_by_package, unit_hash
 from gocram.data.tokenizer import load_tokenizer, token_byte_lengths, train_bpe
+from gocram.eval.comparators import compare
 
-PREP_VERSION = 2
+PREP_VERSION = 3  # 3: meta.json holds the comparators (xz, zstd, PPMd per file and joined)
 
 
 @dataclass
@@ -153,13 +154,18 @@ def _build(data: DataConfig, ev: EvalConfig, vocab_size: int, out: Path) -> None
     val_tokens = encode_to_shard(tok, [d.text for d in val_set], out / "val.tok").tokens
     log(f"encoded {len(train_tokens):,} train and {len(val_tokens):,} val tokens "
         f"({time.perf_counter() - t2:.1f}s)")
-    val_bytes = b"".join(d.text.encode("utf-8") for d in val_set)
+    val_blobs = [d.text.encode("utf-8") for d in val_set]
+    val_bytes = b"".join(val_blobs)
+    t3 = time.perf_counter()
+    comparators = compare(val_blobs)
+    log(f"comparators on the val set's {len(val_bytes):,} bytes ({time.perf_counter() - t3:.1f}s)")
     meta = {
         "corpus": str(data.corpus), "split": how, "files": len(docs), "train_files": len(train_docs),
         "val_files_held_out": len(val_docs), "val_set_files": len(val_set),
         "train_bytes": train_bytes, "train_tokens": int(len(train_tokens)),
         "val_bytes": len(val_bytes), "val_tokens": int(len(val_tokens)),
-        "xz_bpb": xz_bits_per_byte(val_bytes), "vocab_size": tok.get_vocab_size(),
+        "xz_bpb": xz_bits_per_byte(val_bytes), "comparators": comparators,
+        "vocab_size": tok.get_vocab_size(),
         "val_set": [f"{d.repo}/{d.path}" for d in val_set],
     }
     tmp = out / "meta.json.tmp"

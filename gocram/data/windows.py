@@ -68,3 +68,30 @@ def eval_chunks(tokens: np.ndarray, seq_len: int) -> list[tuple[np.ndarray, np.n
             y = np.concatenate([y, np.full(pad, IGNORE_INDEX, dtype=np.int64)])
         chunks.append((x, y))
     return chunks
+
+
+def sliding_windows(tokens: np.ndarray, seq_len: int, stride: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Length-T windows every `stride` tokens; each scores only targets no earlier window scored.
+
+    Window k starts at k * stride. The first scores all its targets; every later one scores its
+    last `stride` positions, so each of those targets is predicted from at least T - stride + 1
+    tokens (itself and T - stride before it). Unscored and padded targets are IGNORE_INDEX.
+    stride = seq_len gives exactly eval_chunks.
+    """
+    if not 1 <= stride <= seq_len:
+        raise ValueError(f"stride {stride} must be between 1 and seq_len={seq_len}")
+    n_targets = len(tokens) - 1
+    windows, scored_end, start = [], 0, 0
+    while scored_end < n_targets:
+        x = np.asarray(tokens[start:start + seq_len], dtype=np.int64)
+        y = np.array(tokens[start + 1:start + seq_len + 1], dtype=np.int64)
+        x = x[:len(y)]
+        y[:scored_end - start] = IGNORE_INDEX  # scored by an earlier window
+        scored_end = start + len(y)
+        pad = seq_len - len(y)
+        if pad:
+            x = np.concatenate([x, np.zeros(pad, dtype=np.int64)])
+            y = np.concatenate([y, np.full(pad, IGNORE_INDEX, dtype=np.int64)])
+        windows.append((x, y))
+        start += stride
+    return windows

@@ -1,4 +1,5 @@
-"""Evaluation commands: `gocram eval bpb|humaneval|heldout`, `complete`, `serve`, `export`, `finetune`."""
+"""Evaluation commands: `gocram eval bpb|humaneval|heldout`, `complete`, `serve`, `export`, `finetune`,
+`compress`, `decompress`."""
 
 from __future__ import annotations
 
@@ -42,7 +43,38 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _add_checkpoint(bpb)
     bpb.add_argument("--dir", required=True, help="directory of Go files to score")
     bpb.add_argument("--batch", type=int, default=16)
+    _add_scoring(bpb)
+    bpb.add_argument("--stream", action="store_true",
+                     help="score the files as one stream (sorted relative paths), context "
+                          "carried across files")
+    g = bpb.add_argument_group("score-first online adaptation (dynamic evaluation)")
+    g.add_argument("--adapt", action="store_true",
+                   help="score each window, then train on it, in order")
+    g.add_argument("--adapt-lr", type=float, default=1e-4)
+    g.add_argument("--adapt-optimizer", default="adam", help="adam or sgd")
+    g.add_argument("--adapt-steps", type=int, default=1, help="optimizer steps per window")
+    g.add_argument("--adapt-windows", type=int, default=1,
+                   help="windows scored together, then trained on together")
+    g.add_argument("--adapt-reset-per-file", action="store_true",
+                   help="every file starts from the checkpoint's weights")
+    bpb.add_argument("--no-comparators", action="store_true",
+                     help="skip xz, zstd and PPMd on the scored bytes")
     bpb.set_defaults(handler=run_bpb)
+
+    z = sub.add_parser("compress", help="compress a text file with a run's model and a range coder")
+    z.add_argument("--checkpoint", required=True, help="a run directory or a ckpt-*.pt file")
+    z.add_argument("input", metavar="IN")
+    z.add_argument("-o", "--output", required=True, metavar="OUT")
+    _add_scoring(z)
+    _add_threads(z)
+    z.set_defaults(handler=run_compress)
+
+    u = sub.add_parser("decompress", help="decompress a file written by gocram compress")
+    u.add_argument("--checkpoint", required=True, help="the run the file was compressed with")
+    u.add_argument("input", metavar="IN")
+    u.add_argument("-o", "--output", required=True, metavar="OUT")
+    _add_threads(u)
+    u.set_defaults(handler=run_decompress)
 
     from gocram.eval.suites import SUITES
 
@@ -104,6 +136,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     f.set_defaults(handler=run_finetune)
 
 
+def _add_scoring(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stride", type=int, default=0,
+                   help="sliding windows every S tokens (0 = non-overlapping chunks)")
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads; decoding needs the count used to encode")
+
+
 def _load(args):
     from gocram.eval.tree import load_run
 
@@ -111,9 +153,32 @@ def _load(args):
 
 
 def run_bpb(args: argparse.Namespace) -> int:
-    from gocram.eval.tree import score_tree
+    from gocram.eval.scoring import AdaptConfig, score_directory
 
-    print(json.dumps(score_tree(args.checkpoint, args.dir, batch=args.batch, device=args.device),
+    adapt = None
+    if args.adapt:
+        adapt = AdaptConfig(lr=args.adapt_lr, optimizer=args.adapt_optimizer, steps=args.adapt_steps,
+                            windows_per_step=args.adapt_windows,
+                            reset_per_file=args.adapt_reset_per_file)
+    print(json.dumps(score_directory(args.checkpoint, args.dir, stride=args.stride,
+                                     stream=args.stream, adapt=adapt, batch=args.batch,
+                                     device=args.device, comparators=not args.no_comparators),
+                     indent=1))
+    return 0
+
+
+def run_compress(args: argparse.Namespace) -> int:
+    from gocram.eval.compress import compress
+
+    print(json.dumps(compress(args.checkpoint, args.input, args.output, stride=args.stride,
+                              threads=args.threads), indent=1))
+    return 0
+
+
+def run_decompress(args: argparse.Namespace) -> int:
+    from gocram.eval.compress import decompress
+
+    print(json.dumps(decompress(args.checkpoint, args.input, args.output, threads=args.threads),
                      indent=1))
     return 0
 

@@ -27,7 +27,7 @@ from gocram.core.errors import GocramError
 from gocram.core.tokens import IGNORE_INDEX
 from gocram.data.batches import LAYOUTS, layout_options
 from gocram.data.prepare import PreparedData, prepare_data
-from gocram.data.windows import eval_chunks
+from gocram.data.windows import eval_chunks, sliding_windows
 from gocram.eval.bpb import Score, score_chunks
 from gocram.models.gpt import GPT
 from gocram.plan import PRECISION_DTYPES, Env, plan
@@ -84,6 +84,9 @@ class Trainer:
         self.autocast = autocast_for(self.precision, self.device)
         # The CPU MFU basis: measured now, before any loader thread, and again at the end (best kept).
         self.cpu_peak_tflops = self._measure_cpu_peak() if self.device.type == "cpu" else None
+        if cfg.eval.stride > cfg.model.seq_len:
+            raise GocramError(f"eval.stride={cfg.eval.stride} exceeds model.seq_len={cfg.model.seq_len}")
+        self.val_sliding: Score | None = None  # the last sliding-window score when eval.stride > 0
         torch.manual_seed(cfg.train.seed)
         self.data = data or prepare_data(cfg.data, cfg.eval, cfg.model.vocab_size)
         self.model = GPT(cfg.model, cfg.impl).to(self.device)
@@ -228,13 +231,22 @@ class Trainer:
         score = self.engine.reduce_score(score_chunks(
             self.model, chunks, self.data.token_bytes, batch=self.cfg.impl.eval_micro_batch,
             device=self.device, autocast=self.autocast))
+        sliding = {}
+        if self.cfg.eval.stride:  # beside the chunked number, which stays the headline
+            windows = self.engine.shard_eval(sliding_windows(self.data.val, self.cfg.model.seq_len,
+                                                             self.cfg.eval.stride))
+            self.val_sliding = self.engine.reduce_score(score_chunks(
+                self.model, windows, self.data.token_bytes, batch=self.cfg.eval.micro_batch,
+                device=self.device, autocast=self.autocast))
+            sliding = {"val_bpb_sliding": self.val_sliding.bpb}
         took = time.perf_counter() - t0
         self.progress.eval_s += took
         self.progress.val_curve.append([round(self.progress.elapsed_s, 3), score.bpb])
         self.log.event({"event": "eval", "step": self.progress.step,
                         "elapsed_s": round(self.progress.elapsed_s, 3), "val_loss": score.loss,
-                        "val_bpb": score.bpb, "eval_s": round(took, 3)})
-        self.log.progress(f"[eval] step {self.progress.step}: val_bpb {score.bpb:.4f} "
+                        "val_bpb": score.bpb, **sliding, "eval_s": round(took, 3)})
+        shown = f" sliding {self.val_sliding.bpb:.4f}" if sliding else ""
+        self.log.progress(f"[eval] step {self.progress.step}: val_bpb {score.bpb:.4f}{shown} "
                           f"val_loss {score.loss:.4f} ({took:.1f}s, not counted in the budget)",
                           force=True)
         return score
@@ -406,6 +418,7 @@ class Trainer:
         return {
             "status": "ok",
             "val_bpb": score.bpb, "val_loss": score.loss,
+            "val_bpb_sliding": self.val_sliding.bpb if self.val_sliding else None,
             "xz_bpb": self.data.meta["xz_bpb"], "val_bytes": score.bytes, "val_tokens": score.tokens,
             "tokens_per_s": tokens_per_s, "bytes_per_s": p.bytes / p.elapsed_s if p.elapsed_s else 0.0,
             "tokens_per_s_steady": p.tokens / p.step / steady if steady else None,
