@@ -231,6 +231,18 @@ def _as_user(uid: int) -> dict:
     return {"user": uid, "group": uid, "extra_groups": []}
 
 
+def describe_sandbox(limits: Limits) -> str:
+    """One line for a run's summary: what the samples ran under."""
+    who = f" as nobody (compiled as uid {COMPILER_UID})" if os.geteuid() == 0 else ""
+    return (f"bubblewrap, compile and run: no network, own PID namespace, empty read-only root, "
+            f"read-only /dev, {limits.shm_bytes >> 20} MiB /dev/shm, {limits.tmpfs_bytes >> 20} MiB "
+            f"/tmp; run sees only the binary: AS={limits.memory_bytes >> 20} MiB, "
+            f"NPROC={limits.processes}, FSIZE={limits.output_bytes >> 10} KiB, timeout "
+            f"{limits.timeout_s:g}s; compile: AS={limits.compile_memory_bytes >> 20} MiB, "
+            f"NPROC={limits.compile_processes}; verdict from test2json events, "
+            f"-test.paniconexit0, sentinel test{who}")
+
+
 def _run_killable(cmd: list[str], *, timeout: float, stdout, **popen) -> tuple[int | None, bool]:
     """(exit code, timed out); on timeout the whole process group is killed."""
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT,
