@@ -17,7 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gocram.core.errors import GocramError
-from gocram.eval.gorun import DEFAULT_LIMITS, Limits, find_toolchain, run_go_test, sandbox_problem
+from gocram.eval.gorun import (
+    DEFAULT_LIMITS,
+    Limits,
+    describe_sandbox,
+    find_toolchain,
+    run_go_test,
+    sandbox_problem,
+)
 from gocram.eval.passk import ks_for, pass_at_k
 from gocram.eval.suites import Task
 
@@ -82,10 +89,7 @@ def evaluate(tasks: list[Task], completions: CompletionSource, out: str | Path, 
     summary = summarize(rows, suite=suite, elapsed_s=time.perf_counter() - t0)
     summary.update(meta or {})
     summary["go"] = go_version()
-    summary["sandbox"] = ("bubblewrap: no network, own PID namespace, read-only file system but a "
-                          f"{limits.tmpfs_bytes >> 20} MiB /tmp; rlimits AS={limits.memory_bytes >> 20} MiB, "
-                          f"NPROC={limits.processes}, FSIZE={limits.output_bytes >> 10} KiB; "
-                          f"timeout {limits.timeout_s:g}s" + (" ; as nobody" if os.geteuid() == 0 else ""))
+    summary["sandbox"] = describe_sandbox(limits)
     _write_json(out / "summary.json", summary)
     return summary
 

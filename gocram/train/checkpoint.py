@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from gocram.core.errors import GocramError
 from gocram.core.files import sha256_file
 
 CKPT_PATTERN = re.compile(r"^ckpt-(\d{8})\.pt$")
@@ -100,6 +102,31 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _one_line(err: BaseException) -> str:
+    """An exception as one line: torch's messages run to a dozen lines (and the weights_only one
+    suggests weights_only=False, which is exactly what must not happen), so keep the line that
+    names the problem."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    telling = [line for line in lines if "Unsupported global" in line or "GLOBAL" in line]
+    first_sentence = (telling or lines or ["no message"])[0].split(". ")[0]
+    return f"{type(err).__name__}: {first_sentence[:200]}"
+
+
+def read_checkpoint(path: Path) -> dict:
+    """load_checkpoint with every way a file can be unloadable turned into a one-line
+    GocramError naming it."""
+    try:
+        state = load_checkpoint(path)
+    except pickle.UnpicklingError as err:
+        raise GocramError(f"{path}: refused: it holds pickled objects other than tensors "
+                          f"(weights_only load: {_one_line(err)})") from None
+    except Exception as err:  # a truncated zip, an unreadable file, not a torch file at all
+        raise GocramError(f"{path}: cannot be read ({_one_line(err)})") from None
+    if not isinstance(state, dict):
+        raise GocramError(f"{path}: not a gocram checkpoint (a {type(state).__name__}, not a dict)")
+    return state
+
+
 def latest_checkpoint(directory: Path) -> Path | None:
     found = list_checkpoints(directory)
     return found[-1] if found else None
@@ -119,7 +146,7 @@ def checkpoint_problem(path: Path) -> str | None:
             return None
         load_checkpoint(path)
     except Exception as err:  # unreadable, unpicklable, truncated zip: all mean "do not use"
-        return f"cannot be read ({type(err).__name__}: {err})"
+        return f"cannot be read ({_one_line(err)})"
     return None
 
 
