@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 from gocram.eval.compress import MAGIC, compress, decompress, read_header
 from gocram.eval.rangecoder import FLUSH_BYTES, RangeDecoder, RangeEncoder, quantise
 from tests.conftest import run_gocram

@@ -14,13 +14,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from gocram.core.errors import GocramError
 from gocram.data.build import build_corpus
 from gocram.data.corpus import read_corpus
 from gocram.data.debian import installed_version, read_package_list
 from gocram.data.licenses import identify
 from gocram.data.options import build_options
 from gocram.data.sources import open_source
-from gocram.errors import GocramError
 from tests.datagen import GO, MIT, real_rows, stack_row, write_stack
 
 FAST = ["near_dedup.num_perm=64", "decontam.enabled=false"]

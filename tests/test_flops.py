@@ -83,7 +83,7 @@ def test_a_token_dropping_run_records_the_flops_it_did(tmp_path, small_overrides
 
     cfg = load_config("tiny", small_overrides + [
         "model.n_layer=3", "model.token_drop_rate=0.5", "model.token_drop_until=0.5",
-        "train.clock=steps", "train.max_steps=6", "model.attention=math"])
+        "train.clock=steps", "train.max_steps=6", "impl.attention=math"])
     trainer = Trainer(cfg, tmp_path / "run")
     result = trainer.run()
     # seq_len 64, rate 0.5 falling to 0 at half the steps: 32, 48, 56 tokens kept, then all 64

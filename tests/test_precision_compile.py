@@ -30,9 +30,9 @@ def _losses(run_dir) -> list[float]:
 
 
 def _trainer(tmp_path, go_corpus, cache_dir, name, *overrides) -> Trainer:
-    cfg = load_config("tiny", [*small_overrides_for(go_corpus, cache_dir), "model.attention=math",
+    cfg = load_config("tiny", [*small_overrides_for(go_corpus, cache_dir), "impl.attention=math",
                                "train.clock=steps", f"train.max_steps={STEPS}",
-                               "train.log_every_steps=1", *overrides])
+                               "impl.log_every_steps=1", *overrides])
     return Trainer(cfg, tmp_path / name)
 
 
@@ -47,7 +47,7 @@ def fp32_losses(tmp_path_factory, go_corpus, cache_dir) -> list[float]:
 
 
 def test_compile_gives_the_eager_losses(tmp_path, go_corpus, cache_dir, fp32_losses):
-    trainer = _trainer(tmp_path, go_corpus, cache_dir, "run", "train.compile=true")
+    trainer = _trainer(tmp_path, go_corpus, cache_dir, "run", "impl.compile=true")
     result = trainer.run()
     assert result["status"] == "ok" and result["compile_s"] > 0
     assert _losses(tmp_path / "run") == pytest.approx(fp32_losses, abs=COMPILE_ATOL)

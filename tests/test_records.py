@@ -26,7 +26,7 @@ from gocram.ablations.records import (
     write_ledger,
 )
 from gocram.ablations.results import has_row, load_rows
-from gocram.errors import ConfigError
+from gocram.core.errors import ConfigError
 
 # -- the statistics --------------------------------------------------------------------------------
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from gocram.config import load_config
+from gocram.core.errors import GocramError
+from gocram.core.tokens import IGNORE_INDEX
 from gocram.data.windows import eval_chunks, sliding_windows
-from gocram.errors import GocramError
 from gocram.eval.bpb import score_chunks
 from gocram.eval.comparators import COMPRESSORS, compare
 from gocram.eval.scoring import (
@@ -22,7 +23,6 @@ from gocram.eval.scoring import (
     windows_for,
 )
 from gocram.models.gpt import GPT
-from gocram.models.registry import IGNORE_INDEX
 from tests.conftest import SMALL_MODEL, run_gocram
 from tests.eval.conftest import go_tokenizer, make_run  # noqa: F401  (fixture)
 

@@ -3,7 +3,7 @@
 import pytest
 
 from gocram.config import load_config
-from gocram.errors import ConfigError, GocramError
+from gocram.core.errors import ConfigError, GocramError
 from gocram.train.trainer import train
 
 

@@ -98,9 +98,9 @@ def run_challenge(args: argparse.Namespace) -> int:
     )
     from gocram.ablations.results import load_rows, new_matrix_run
     from gocram.ablations.runner import LabOptions, run_matrix
-    from gocram.ablations.toggles import RunEnv
     from gocram.config import load_config
-    from gocram.errors import ConfigError
+    from gocram.core.errors import ConfigError
+    from gocram.plan import Env
 
     for flag in ("cells", "list", "report_only", "profile"):
         if getattr(args, flag):
@@ -108,7 +108,7 @@ def run_challenge(args: argparse.Namespace) -> int:
     chain = load_matrix(args.matrix or RECORDS_MATRIX)
     results = Path(args.results)
     ledger = build_ledger(load_rows(results / "runs.jsonl"))
-    env = RunEnv.detect(load_config(chain.base, list(chain.overrides)).train.device)
+    env = Env.detect(load_config(chain.base, list(chain.overrides)).impl.device)
     known = {c.name: c for c in chain.expand()}
     for device in [*(d for d in ledger["devices"] if d != env.device_name), env.device_name]:
         for rec in ledger["devices"].get(device, {}).get("records", []):  # this machine's last

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from gocram.ablations.matrix import Cell, Matrix, cell_name
 from gocram.ablations.toggles import parse_spec
-from gocram.errors import ConfigError
+from gocram.core.errors import ConfigError
 
 RECORDS_MATRIX = "records"  # the shipped matrix whose cells are the record chain
 

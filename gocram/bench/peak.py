@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from gocram.bench.flops import peak_tflops
-from gocram.core.env import device_name, git_sha, pick_device, versions
 from gocram.config import ModelConfig
+from gocram.core.env import device_name, git_sha, pick_device, versions
 
 
 def _time_matmul(n: int, dtype: torch.dtype, device: torch.device, repeats: int) -> float:

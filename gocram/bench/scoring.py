@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
 
 STREAM_XZ = ("xz -9e", "concatenated_bpb")
 

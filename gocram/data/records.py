@@ -6,8 +6,8 @@ import hashlib
 import os
 from dataclasses import dataclass, replace
 
+from gocram.core.errors import GocramError
 from gocram.data.corpus import git_blob_sha, line_stats
-from gocram.errors import GocramError
 
 
 @dataclass(frozen=True, kw_only=True)

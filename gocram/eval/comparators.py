@@ -11,8 +11,8 @@ import lzma
 import shutil
 import subprocess
 
-from gocram.errors import GocramError
-from gocram.models.registry import Registry
+from gocram.core.errors import GocramError
+from gocram.core.registry import Registry
 
 COMPRESSORS = Registry("comparator")
 PPMD_ORDER = 8  # PPMd variant H (7-Zip's), order 8 and 256 MiB: near 7-Zip's -mx9 text settings

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gocram.bench.device import cpu_name
+from gocram.core.env import cpu_name
+from gocram.core.errors import GocramError
+from gocram.core.files import sha256_file
 from gocram.data.tokenizer import token_byte_lengths
-from gocram.errors import GocramError
 from gocram.eval.bpb import score_chunks
 from gocram.eval.kvcache import KVCache
 from gocram.eval.rangecoder import RangeDecoder, RangeEncoder, quantise
@@ -44,14 +45,6 @@ def checkpoint_file(checkpoint: str | Path) -> Path:
     return ckpt
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _load(checkpoint, threads: int):
     from gocram.eval.tree import load_run
 
@@ -63,7 +56,7 @@ def _load(checkpoint, threads: int):
 
 
 def _environment(checkpoint, threads: int) -> dict:
-    return {"checkpoint_sha256": _sha256(checkpoint_file(checkpoint)), "torch": torch.__version__,
+    return {"checkpoint_sha256": sha256_file(checkpoint_file(checkpoint)), "torch": torch.__version__,
             "threads": threads, "cpu": cpu_name()}
 
 

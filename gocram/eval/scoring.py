@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gocram.core.errors import GocramError
+from gocram.core.registry import Registry
+from gocram.core.tokens import IGNORE_INDEX
 from gocram.data.windows import eval_chunks, sliding_windows
-from gocram.errors import GocramError
 from gocram.eval.bpb import Score, score_chunks
-from gocram.models.registry import IGNORE_INDEX, Registry
 
 Window = tuple[np.ndarray, np.ndarray]
 

@@ -18,7 +18,6 @@ import triton.language as tl
 
 from gocram.core.tokens import IGNORE_INDEX
 from gocram.kernels.availability import KernelInputError, check_tensors, is_interpreted
-from gocram.core.tokens import IGNORE_INDEX
 from gocram.kernels.tiling import chosen, next_pow2, num_warps, tile_rows
 
 REDUCTIONS = ("mean", "sum")

@@ -236,7 +236,7 @@ class Trainer:
             windows = self.engine.shard_eval(sliding_windows(self.data.val, self.cfg.model.seq_len,
                                                              self.cfg.eval.stride))
             self.val_sliding = self.engine.reduce_score(score_chunks(
-                self.model, windows, self.data.token_bytes, batch=self.cfg.eval.micro_batch,
+                self.model, windows, self.data.token_bytes, batch=self.cfg.impl.eval_micro_batch,
                 device=self.device, autocast=self.autocast))
             sliding = {"val_bpb_sliding": self.val_sliding.bpb}
         took = time.perf_counter() - t0

@@ -7,9 +7,9 @@ import argparse
 import pytest
 import torch
 
-from gocram.errors import GocramError
+from gocram.core.errors import GocramError
+from gocram.core.files import sha256_file
 from gocram.eval.tree import load_run, pick_checkpoint
-from gocram.files import sha256_file
 from gocram.train.checkpoint import checkpoint_path, save_checkpoint, sidecar_path
 from tests.conftest import run_gocram
 from tests.eval.conftest import make_run
