@@ -44,7 +44,7 @@ def test_outside_a_checkout_the_environment_names_the_commit(tmp_path, monkeypat
 def test_a_cpu_is_named_with_threads_and_its_isa_and_native_bf16_shows(monkeypatch):
     import torch
 
-    from gocram.bench import device as dev
+    from gocram.core import env as dev
 
     capability = torch.backends.cpu.get_cpu_capability()
     monkeypatch.setattr(dev, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
@@ -59,12 +59,14 @@ def test_a_cpu_is_named_with_threads_and_its_isa_and_native_bf16_shows(monkeypat
 def test_auto_precision_is_bf16_only_where_the_device_has_bf16_arithmetic(monkeypatch):
     import torch
 
-    from gocram.train import trainer
+    from gocram import plan
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
-    assert trainer.resolve_precision("auto", cpu) == "bf16"
-    assert trainer.resolve_precision("fp32", cpu) == "fp32"  # an explicit choice always stands
-    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
-    assert trainer.resolve_precision("auto", cpu) == "fp32"
-    assert trainer.resolve_precision("auto", torch.device("cuda")) == "bf16"
+    monkeypatch.setattr(plan, "cpu_has_native_bf16", lambda: True)
+    assert plan.resolve_precision("auto", plan.Env.for_device(cpu)) == "bf16"
+    # an explicit choice always stands
+    assert plan.resolve_precision("fp32", plan.Env.for_device(cpu)) == "fp32"
+    monkeypatch.setattr(plan, "cpu_has_native_bf16", lambda: False)
+    assert plan.resolve_precision("auto", plan.Env.for_device(cpu)) == "fp32"
+    gpu = plan.Env("cuda", "a GPU", triton_interpret=False, device_count=1, native_bf16=True)
+    assert plan.resolve_precision("auto", gpu) == "bf16"

@@ -141,7 +141,7 @@ def test_the_packing_group_comes_from_the_config_for_packed_only():
                                   "data.pack_group_tokens=5000"])
     assert layout_options(packed.data) == {"group_tokens": 5000}
     assert layout_options(load_config("tiny", ["data.layout=random"]).data) == {}
-    with pytest.raises(ConfigError, match="data.pack_group_tokens must be at least 1"):
+    with pytest.raises(ConfigError, match="data.pack_group_tokens must be >= 1, got 0"):
         load_config("tiny", ["data.pack_group_tokens=0"])
 
 

@@ -28,6 +28,11 @@ FULL_TO_RANK0 = StateDictOptions(full_state_dict=True, cpu_offload=True)
 FULL = StateDictOptions(full_state_dict=True)
 
 
+def _torch_optimizers(optimizer) -> tuple[torch.optim.Optimizer, ...]:
+    """The torch optimizers inside a recipe's GroupedOptimizer: what the state_dict helpers take."""
+    return tuple(optimizer.parts.values())
+
+
 class FSDPEngine(ProcessGroupEngine):
     supports_fp16 = False  # would need ShardedGradScaler; bf16 is the GPU precision anyway
 
@@ -50,16 +55,19 @@ class FSDPEngine(ProcessGroupEngine):
         return get_model_state_dict(model, options=FULL_TO_RANK0)  # collective; empty off rank 0
 
     def optimizer_state(self, model, optimizer) -> dict | None:
-        if not optimizer.state:
+        optimizers = _torch_optimizers(optimizer)
+        if not any(part.state for part in optimizers):
             # The step-0 checkpoint: get_optimizer_state_dict would initialise the state with a
             # zero-gradient step, which counts in AdamW's bias correction and changes every later
             # update. Nothing to save yet.
             return None
-        return get_optimizer_state_dict(model, optimizer, options=FULL_TO_RANK0)
+        return get_optimizer_state_dict(model, optimizers, options=FULL_TO_RANK0)
 
     def load_weights(self, model, optimizer, state, path) -> None:
         set_model_state_dict(model, state["model"], options=FULL)
+        optimizers = _torch_optimizers(optimizer)
         if state["optimizer"] is None:
-            optimizer.state.clear()  # back to before the first step
+            for part in optimizers:
+                part.state.clear()  # back to before the first step
         else:
-            set_optimizer_state_dict(model, optimizer, state["optimizer"], options=FULL)
+            set_optimizer_state_dict(model, optimizers, state["optimizer"], options=FULL)

@@ -68,6 +68,8 @@ class ZeroEngine(ProcessGroupEngine):
         self.ds, optimizer, _, _ = deepspeed.initialize(
             model=model, model_parameters=model.optimizer_groups(self.cfg.train.weight_decay),
             config=self.ds_config(precision=precision, accum=accum), dist_init_required=False)
+        for group in optimizer.param_groups:  # what the trainer's LR schedule scales
+            group.setdefault("base_lr", self.cfg.train.lr)
         return self.ds, optimizer
 
     def backward(self, loss, scaler) -> None:
