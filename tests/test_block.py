@@ -379,3 +379,21 @@ def test_batch_ramp_steps_follow_the_ramp_and_resume_exactly(tmp_path, small_ove
     assert [r["step"] for r in records if r.get("event") == "resume"] == [4]
     assert losses(resumed) == losses(whole)
     assert max_diff(final_params(resumed), final_params(whole)) == 0.0
+
+
+def test_token_dropping_carries_the_value_embeddings_of_the_kept_tokens():
+    model = model_of(n_layer=3, value_embeddings=2, bigram_buckets=32, token_drop_rate=0.5)
+    model.train()
+    idx = torch.randint(0, V, (2, 24))
+    loss = model(idx, idx)  # layer 1 (the middle) drops tokens and mixes table 1 into its values
+    loss.backward()
+    assert torch.isfinite(loss) and model.value_embeds[1].weight.grad.abs().sum() > 0
+
+
+def test_export_refuses_the_parts_gpt2_lacks():
+    from gocram.eval.export import gpt2_refusal
+
+    assert gpt2_refusal(small()) is None and gpt2_refusal(small(zero_init_proj=True)) is None
+    for part in ("mlp", "qk_norm", "logit_softcap", "value_embeddings", "bigram_buckets"):
+        kw = {k: v for k, v in MODERN.items() if k == part}
+        assert f"model.{part}=" in gpt2_refusal(small(**kw)), part
