@@ -244,8 +244,9 @@ class GPT(nn.Module):
 
     def param_roles(self) -> dict[str, list[nn.Parameter]]:
         """Each trainable parameter once, by what it is (train/optimizers.py groups by role):
-        `matrix` the blocks' 2-D weights, `embedding` lookup tables, `head` an untied output
-        matrix, `vector` norm gains, biases and scalars."""
+        `matrix` the blocks' 2-D weights (a gated MLP's `up` too), `embedding` lookup tables (wte,
+        wpe, the bigram and value-embedding tables), `head` an untied output matrix, `vector` norm
+        gains, biases and scalars (the value-embedding mixes)."""
         roles: dict[str, list[nn.Parameter]] = {"matrix": [], "embedding": [], "head": [], "vector": []}
         seen: set[int] = set()
         for name, p in self.named_parameters():
