@@ -40,12 +40,18 @@ def pad_vocab(vocab_size: int, multiple: int = 64) -> int:
     return ((vocab_size + multiple - 1) // multiple) * multiple
 
 
+# `hashed=UNLESS_DEFAULT` marks a field added after configs were hashed and recorded: at its
+# default it is left out of the hash, so every older config (and its result rows, its checkpoints)
+# keeps the hash it had; set to anything else it is hashed like any other field.
+UNLESS_DEFAULT = "unless_default"
+
+
 def bounded(default: Any, *, ge: float | None = None, gt: float | None = None,
-            le: float | None = None, lt: float | None = None, hashed: bool = True):
+            le: float | None = None, lt: float | None = None, hashed: bool | str = True):
     """A dataclass field with its allowed range (checked when the config is built).
 
     Every float must also be finite. `hashed=False` marks a cadence: it neither blocks a --resume
-    nor makes the harness re-run a finished cell.
+    nor makes the harness re-run a finished cell. `hashed=UNLESS_DEFAULT`: see above.
     """
     return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "lt": lt, "hashed": hashed})
 
@@ -102,9 +108,25 @@ class ModelConfig:
     token_drop_rate: float = bounded(0.0, ge=0.0, lt=1.0)
     token_drop_layers: str = "middle"
     token_drop_until: float = bounded(0.8, gt=0.0, le=1.0)
+    # The modern block (README "Model parts"); each off by default, so older configs keep their hash.
+    # mlp: dense = act(x W_fc) W_proj; gated = (act(x W_fc) * x W_up) W_proj (GLU: gelu -> GeGLU,
+    # silu -> SwiGLU), its hidden width cut to gated_mlp_width() so the parameters match dense.
+    mlp: Literal["dense", "gated"] = bounded("dense", hashed=UNLESS_DEFAULT)
+    qk_norm: bool = bounded(False, hashed=UNLESS_DEFAULT)  # RMS-normalise q, k per head (before RoPE)
+    logit_softcap: float = bounded(0.0, ge=0.0, hashed=UNLESS_DEFAULT)  # cap*tanh(z/cap); 0 = off
+    # k extra token embeddings added to the values of layer j and layer n_layer-1-j (j < k), each
+    # layer with its own learned mixing scalar; 0 = off
+    value_embeddings: int = bounded(0, ge=0, le=512, hashed=UNLESS_DEFAULT)
+    # an embedding of hash(previous token, token) mod bigram_buckets added to the input; 0 = off
+    bigram_buckets: int = bounded(0, ge=0, le=1 << 24, hashed=UNLESS_DEFAULT)
+    zero_init_proj: bool = bounded(False, hashed=UNLESS_DEFAULT)  # output projections start at 0
 
     def __post_init__(self) -> None:
         _check_range("model", self)
+        if self.value_embeddings > (self.n_layer + 1) // 2:
+            raise ConfigError(
+                f"model.value_embeddings={self.value_embeddings}: each table is shared by layer j and "
+                f"layer n_layer-1-j, so at most ceil(model.n_layer/2)={(self.n_layer + 1) // 2}")
         if self.d_model % self.n_head:
             raise ConfigError(
                 f"model.d_model={self.d_model} is not divisible by model.n_head={self.n_head}"
@@ -141,6 +163,21 @@ class ModelConfig:
         return pad_vocab(self.vocab_size)
 
     @property
+    def mlp_width(self) -> int:
+        """The MLP's hidden width: mlp_ratio * d_model dense; for gated, 2/3 of that rounded to a
+        multiple of 8 (three matrices instead of two: the same parameters up to the rounding)."""
+        dense = self.mlp_ratio * self.d_model
+        if self.mlp == "dense":
+            return dense
+        return max(8, round(2 * dense / 3 / 8) * 8)
+
+    def value_embedding_of(self, layer: int) -> int | None:
+        """The value-embedding table layer `layer` mixes in, or None: table j serves layers j and
+        n_layer-1-j (modded-nanogpt shares them between the first and the last layers)."""
+        j = min(layer, self.n_layer - 1 - layer)
+        return j if j < self.value_embeddings else None
+
+    @property
     def head_size(self) -> int:
         return self.d_model // self.n_head
 
@@ -157,6 +194,9 @@ class TrainConfig:
     # Per process when an engine runs several; train.batch_tokens is the global batch.
     micro_batch: int = bounded(16, ge=1, le=1 << 16)
     batch_tokens: int | None = bounded(None, ge=1)  # tokens per optimizer step; None = one micro-batch
+    # Cramming's batch ramp, off at 0: the micro-batches per step grow from 1 to the full count over
+    # this fraction of the budget (train/schedule.py ramp_accum)
+    batch_ramp_frac: float = bounded(0.0, ge=0.0, le=1.0, hashed=UNLESS_DEFAULT)
     lr: float = bounded(2e-3, gt=0.0, le=10.0)
     min_lr_ratio: float = bounded(0.1, ge=0.0, le=1.0)
     schedule: str = "cosine"
@@ -305,8 +345,13 @@ class RunConfig:
         return {f"{s}.{k}": v for s, sec in self.to_dict().items() for k, v in sec.items()}
 
     def _hashed(self, sections: tuple[str, ...]) -> dict[str, Any]:
+        def counts(f: dataclasses.Field, value: Any) -> bool:
+            hashed = f.metadata.get("hashed", True)
+            return value != f.default if hashed == UNLESS_DEFAULT else bool(hashed)
+
         return {name: {f.name: getattr(getattr(self, name), f.name)
-                       for f in dataclasses.fields(getattr(self, name)) if f.metadata.get("hashed", True)}
+                       for f in dataclasses.fields(getattr(self, name))
+                       if counts(f, getattr(getattr(self, name), f.name))}
                 for name in sections}
 
     def meaning_hash(self) -> str:

@@ -20,7 +20,7 @@ import torch
 from gocram.core.env import cpu_has_native_bf16, device_name, pick_device
 from gocram.core.errors import ConfigError
 from gocram.data.batches import LAYOUTS
-from gocram.models.parts import ACTIVATIONS, ATTENTIONS, LOSSES, NORMS
+from gocram.models.parts import ACTIVATIONS, ATTENTIONS, LOSSES, NORMS, SOFTCAP_LOSSES
 from gocram.train.engines import ENGINES
 from gocram.train.optimizers import OPTIMIZERS
 from gocram.train.schedule import SCHEDULES
@@ -135,6 +135,13 @@ def _combination_reasons(cfg: RunConfig) -> list[str]:
     reason = optimizer.engine_reason(cfg.impl.engine)
     if reason:
         reasons.append(f"train.optimizer={cfg.train.optimizer!r} with {where}: {reason}")
+    if cfg.model.logit_softcap and (cfg.model.loss, cfg.impl.loss) not in SOFTCAP_LOSSES:
+        able = sorted(impl for name, impl in SOFTCAP_LOSSES if name == cfg.model.loss)
+        reasons.append(f"model.logit_softcap={cfg.model.logit_softcap:g} needs a loss that caps its "
+                       f"logits, but impl.loss={cfg.impl.loss!r} does not; choose impl.loss from {able}")
+    if cfg.train.batch_ramp_frac and not engine.supports_batch_ramp:
+        reasons.append(f"train.batch_ramp_frac={cfg.train.batch_ramp_frac:g} with {where}: the engine "
+                       f"fixes the micro-batches per step when it is built; use engine single, ddp or fsdp")
     return reasons
 
 

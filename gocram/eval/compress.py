@@ -77,7 +77,7 @@ def walk_windows(model, ids: np.ndarray, *, seq_len: int, stride: int,
         context = torch.from_numpy(ids[start:scored_end + 1])[None]  # tokens already known
         hidden = model.hidden_states(context, kv_cache=cache)
         for target in range(scored_end, end):
-            probs = torch.softmax(model.lm_head(hidden[0, -1]).float(), dim=-1).numpy()
+            probs = torch.softmax(model.logits(hidden[0, -1]).float(), dim=-1).numpy()
             ids[target + 1] = code(quantise(probs), target + 1)
             if target + 1 < end:
                 hidden = model.hidden_states(torch.from_numpy(ids[target + 1:target + 2])[None],

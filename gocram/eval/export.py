@@ -33,6 +33,11 @@ def gpt2_refusal(model_cfg) -> str | None:
     if model_cfg.activation not in GPT2_ACTIVATIONS:
         return (f"model.activation={model_cfg.activation!r}: GPT-2 supports "
                 f"{', '.join(sorted(GPT2_ACTIVATIONS))}")
+    # the modern block's parts that GPT-2 has no place for (zero_init_proj is only an init)
+    for name, off in (("mlp", "dense"), ("qk_norm", False), ("logit_softcap", 0.0),
+                      ("value_embeddings", 0), ("bigram_buckets", 0)):
+        if getattr(model_cfg, name) != off:
+            return f"model.{name}={getattr(model_cfg, name)!r}: GPT-2 has no such part"
     return None
 
 

@@ -75,7 +75,7 @@ def next_tokens(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Gene
 
 def _last_logits(model, ids: torch.Tensor, cache: KVCache, vocab_size: int) -> torch.Tensor:
     h = model.hidden_states(ids, kv_cache=cache)  # (B, T, C)
-    logits = model.lm_head(h[:, -1])  # (B, V_padded)
+    logits = model.logits(h[:, -1])  # (B, V_padded), soft-capped like training
     return logits[:, :vocab_size]  # padding rows of the embedding are never sampled
 
 

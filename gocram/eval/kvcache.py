@@ -55,6 +55,7 @@ class KVCache:
             LayerCache(batch, cfg.n_head, max_len, cfg.head_size, device=param.device, dtype=param.dtype)
             for _ in range(cfg.n_layer)
         ]
+        self.last_tokens: torch.Tensor | None = None  # (B,) the last token fed: a bigram's previous
 
     @property
     def length(self) -> int:
@@ -63,3 +64,5 @@ class KVCache:
     def keep(self, rows: torch.Tensor) -> None:
         for layer in self.layers:
             layer.keep(rows)
+        if self.last_tokens is not None:
+            self.last_tokens = self.last_tokens[rows]

@@ -68,6 +68,27 @@ class ReLU(BiasActivation):
         return F.relu(h)
 
 
+class ReLU2(BiasActivation):
+    """ReLU squared (Primer; modded-nanogpt's MLP): sparse like ReLU, smooth at 0."""
+
+    def activation(self, h: torch.Tensor) -> torch.Tensor:
+        return F.relu(h).square()
+
+
+class SiLU(BiasActivation):
+    """x * sigmoid(x): with model.mlp=gated this is SwiGLU."""
+
+    def activation(self, h: torch.Tensor) -> torch.Tensor:
+        return F.silu(h)
+
+
+def softcap_logits(logits: torch.Tensor, cap: float) -> torch.Tensor:
+    """cap * tanh(logits / cap) (Gemma 2, modded-nanogpt): logits stay within (-cap, cap); 0 = off."""
+    if not cap:
+        return logits
+    return cap * torch.tanh(logits / cap)
+
+
 def cross_entropy_loss():
     """The reference loss: full logits, then torch's cross-entropy in fp32."""
 
@@ -77,8 +98,9 @@ def cross_entropy_loss():
         targets: torch.Tensor,  # (N,)
         *,
         reduction: str = "mean",
+        softcap: float = 0.0,
     ) -> torch.Tensor:
-        logits = hidden @ weight.t()  # (N, V)
+        logits = softcap_logits((hidden @ weight.t()).float(), softcap)  # (N, V)
         return F.cross_entropy(
             logits.float(), targets, ignore_index=IGNORE_INDEX, reduction=reduction
         )

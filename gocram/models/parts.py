@@ -14,7 +14,10 @@ Contracts (what a builder returns):
 - ATTENTIONS[name]() -> an AttentionBackend (models/attention/base.py).
 - LOSSES[name, impl]() -> callable(hidden (N, d), weight (V, d), targets (N,), *, reduction)
   -> fp32 scalar; targets equal to IGNORE_INDEX are skipped. Taking hidden states and the output
-  weight (not logits) lets a fused loss avoid materialising (N, V) fp32 logits.
+  weight (not logits) lets a fused loss avoid materialising (N, V) fp32 logits. An implementation
+  listed in SOFTCAP_LOSSES also takes `softcap: float` (model.logit_softcap): the loss of
+  cap * tanh(logits / cap); the model passes it only when the cap is on, and gocram.plan rejects
+  a cap with an implementation not listed (the list is read without importing the entry).
 """
 
 from __future__ import annotations
@@ -36,9 +39,12 @@ ACTIVATIONS.add("gelu", "gocram.kernels.bias_gelu:TritonBiasGELU", impl="triton"
 ACTIVATIONS.add("gelu_tanh", f"{_LAYERS}:GELUTanh")
 ACTIVATIONS.add("gelu_tanh", "gocram.kernels.bias_gelu:TritonBiasGELUTanh", impl="triton")
 ACTIVATIONS.add("relu", f"{_LAYERS}:ReLU")
+ACTIVATIONS.add("relu2", f"{_LAYERS}:ReLU2")
+ACTIVATIONS.add("silu", f"{_LAYERS}:SiLU")
 
 LOSSES.add("cross_entropy", f"{_LAYERS}:cross_entropy_loss")
 LOSSES.add("cross_entropy", "gocram.kernels.cross_entropy:fused_cross_entropy", impl="triton")
+SOFTCAP_LOSSES = {("cross_entropy", "torch")}  # (name, impl) taking the softcap keyword
 
 _ATTENTION = "gocram.models.attention"
 ATTENTIONS.add("math", f"{_ATTENTION}.reference:MathAttention")

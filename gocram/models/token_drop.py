@@ -70,14 +70,17 @@ def gather_rope(rope, keep: torch.Tensor):
     return tuple(picked)
 
 
-def run_on_subset(block, x: torch.Tensor, keep: torch.Tensor, rope, document_ids):
+def run_on_subset(block, x: torch.Tensor, keep: torch.Tensor, rope, document_ids,
+                  value_embedding: torch.Tensor | None = None):
     """Run `block` on the kept tokens only; dropped tokens pass through unchanged.
 
-    x (B, T, C), keep (B, K) sorted indices; returns (B, T, C).
+    x (B, T, C) and the layer's value embedding (B, T, C) if any, keep (B, K) sorted indices;
+    returns (B, T, C).
     """
     B, T, C = x.shape
     index = keep[:, :, None].expand(-1, -1, C)  # (B, K, C)
     kept_x = x.gather(1, index)  # (B, K, C)
     kept_docs = None if document_ids is None else document_ids.gather(1, keep)  # (B, K)
-    out = block(kept_x, gather_rope(rope, keep), kept_docs)  # (B, K, C)
+    kept_ve = None if value_embedding is None else value_embedding.gather(1, index)  # (B, K, C)
+    out = block(kept_x, gather_rope(rope, keep), kept_docs, None, kept_ve)  # (B, K, C)
     return x.scatter(1, index, out)  # (B, T, C): out-of-place, so autograd sees both paths

@@ -69,3 +69,12 @@ def lr_multiplier(name: str, frac: float, shape: ScheduleShape) -> float:
     if name not in OWN_WARMUP and frac < shape.warmup_frac:
         return frac / shape.warmup_frac
     return SCHEDULES[name](frac, shape)
+
+
+def ramp_accum(frac: float, full: int, ramp_frac: float) -> int:
+    """Micro-batches for a step at this budget fraction under Cramming's batch ramp
+    (train.batch_ramp_frac): 1 at the start, growing linearly to `full` at `ramp_frac`; `full`
+    from there on, and always when the ramp is off (0)."""
+    if ramp_frac <= 0 or frac >= ramp_frac:
+        return full
+    return min(full, 1 + math.floor((full - 1) * frac / ramp_frac))

@@ -37,7 +37,7 @@ from gocram.train.engines import ENGINES
 from gocram.train.health import HealthGuard
 from gocram.train.optimizers import OPTIMIZERS, set_lr_multiplier
 from gocram.train.runlog import NullLog, RunLog
-from gocram.train.schedule import ScheduleShape, lr_multiplier
+from gocram.train.schedule import ScheduleShape, lr_multiplier, ramp_accum
 from gocram.train.signals import GracefulStop
 from gocram.train.status import Heartbeat, NullHeartbeat
 
@@ -184,12 +184,13 @@ class Trainer:
         self.have_checkpoint = True
 
     # -- one optimizer step ----------------------------------------------------------------------
-    def train_step(self, lr_multiplier: float) -> tuple[float, int, int]:
-        """Accumulate micro-batches to the target batch; returns (mean loss, tokens, bytes).
+    def train_step(self, lr_multiplier: float, accum: int | None = None) -> tuple[float, int, int]:
+        """Accumulate `accum` micro-batches (default: the full batch); returns (mean loss, tokens,
+        bytes).
 
         Every parameter group runs at its own base LR (train/optimizers.py) x lr_multiplier."""
         set_lr_multiplier(self.optimizer, lr_multiplier)
-        accum = self.accum
+        accum = accum or self.accum
         total_loss = torch.zeros((), device=self.device)
         tokens = n_bytes = 0
         wait_s = 0.0
@@ -302,8 +303,9 @@ class Trainer:
                 lr = tc.lr * multiplier  # the AdamW groups' LR, for the log
                 for hook in self.step_hooks:
                     hook(frac)
+                accum = ramp_accum(frac, self.accum, tc.batch_ramp_frac)  # the batch ramp, if on
                 clock.start()
-                loss, tokens, n_bytes = self.train_step(multiplier)
+                loss, tokens, n_bytes = self.train_step(multiplier, accum)
                 took = clock.stop()
                 # global tokens and bytes, rank 0's clock, and whether any rank was asked to stop
                 tokens, n_bytes, clock.elapsed_s, self.stop_agreed = self.engine.agree(

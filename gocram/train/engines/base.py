@@ -30,6 +30,7 @@ class Engine:
     distributed = False  # launched by torchrun / the deepspeed launcher
     supports_compile = True
     supports_fp16 = True  # torch's GradScaler drives the loss scale
+    supports_batch_ramp = True  # the trainer picks the micro-batches of each step (train_step)
 
     def __init__(self, cfg):
         self.cfg = cfg

@@ -34,6 +34,7 @@ class ZeroEngine(ProcessGroupEngine):
     stage = 0
     supports_compile = False  # torch.compile under ZeRO's parameter hooks is not wired (engine.compile)
     supports_fp16 = False  # DeepSpeed's loss scaler would replace GradScaler; bf16 or fp32 only
+    supports_batch_ramp = False  # DeepSpeed's gradient_accumulation_steps is fixed at initialize
 
     @classmethod
     def unsupported_reason(cls, device_type: str) -> str | None:
