@@ -12,8 +12,6 @@ byte and HumanEval-X pass@1 (greedy) are measured before and after.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 
 from gocram.core.errors import GocramError
+from gocram.core.files import atomic_write_json
 from gocram.core.tokens import IGNORE_INDEX
 from gocram.data.batches import Batch
 from gocram.data.corpus import read_corpus
@@ -236,9 +235,7 @@ def finetune(checkpoint: str | Path, out: str | Path, opts: FinetuneOptions) -> 
         "after": {"val_bpb": result["val_bpb"], "humaneval_pass@1": pass_after},
         "humaneval_tasks": None if opts.humaneval_limit < 0 else (opts.humaneval_limit or 164),
     }
-    tmp = out / "finetune.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, out / "finetune.json")
+    atomic_write_json(out / "finetune.json", report)
     return report
 
 

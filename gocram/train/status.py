@@ -19,6 +19,7 @@ from collections import deque
 from pathlib import Path
 
 from gocram.core.errors import GocramError
+from gocram.core.files import atomic_write_json
 
 TREND_POINTS = 8  # tokens/s over the last few heartbeat intervals
 STALE_AFTER_S = 60.0  # on top of three heartbeat intervals: a running state older is suspect
@@ -27,12 +28,6 @@ STALE_AFTER_S = 60.0  # on top of three heartbeat intervals: a running state old
 def json_number(value: float) -> float | str:
     """NaN/Inf as strings: log.jsonl and status.json stay strict JSON for jq and friends."""
     return value if math.isfinite(value) else str(value)
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)  # a reader never sees half a file
 
 
 class DeviceProbe:
@@ -139,7 +134,7 @@ class Heartbeat:
             **extra,
         }
         try:
-            write_json_atomic(self.path, payload)
+            atomic_write_json(self.path, payload)  # a reader never sees half a file
         except OSError as err:  # a full disk must not kill the run over a status file
             trainer.log.progress(f"[health] status.json not written ({err})", force=True)
 

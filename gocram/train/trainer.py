@@ -8,7 +8,6 @@ stops at the first step boundary past the budget, validates, checkpoints and wri
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 import time
@@ -24,6 +23,7 @@ from gocram.bench.peak import cpu_matmul_peak_tflops, run_matmul_shape
 from gocram.config import RunConfig, config_from_dict
 from gocram.core.env import device_name, git_sha, peak_memory, pick_device, versions
 from gocram.core.errors import GocramError
+from gocram.core.files import atomic_write_json
 from gocram.core.tokens import IGNORE_INDEX
 from gocram.data.batches import LAYOUTS, layout_options
 from gocram.data.prepare import PreparedData, prepare_data
@@ -354,9 +354,7 @@ class Trainer:
             self.engine.close()
         if not main:
             return result
-        tmp = self.out / "result.json.tmp"
-        tmp.write_text(json.dumps(result, indent=1))
-        os.replace(tmp, self.out / "result.json")
+        atomic_write_json(self.out / "result.json", result)
         self.heartbeat.beat(self, state="finished", force=True)
         return result
 

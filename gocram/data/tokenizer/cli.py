@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 from gocram.core.errors import GocramError
+from gocram.core.files import atomic_path
 
 SPLITS = ("val", "train", "all")
 
@@ -72,9 +72,8 @@ def run_train(args: argparse.Namespace) -> int:
     for idiom in idioms[:20]:
         log(f"  idiom {idiom.text!r}: saves {idiom.gain:,} tokens on the mined sample")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tok.save(str(tmp))
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        tok.save(str(tmp))
     print(out)
     return 0
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gocram.config import DataConfig
 from gocram.core.errors import GocramError
+from gocram.core.files import atomic_write_json
 from gocram.data.corpus import Doc, corpus_fingerprint, read_corpus
 from gocram.data.split import split_by_package
 from gocram.data.tokenizer.core import MAX_IDIOM_SHARE, train_bpe_with_idioms
@@ -98,12 +99,6 @@ def run_cell(split: CorpusSplit, vocab_size: int, tricks: tuple[str, ...], min_s
     }
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
-
-
 def sweep(corpus: str | Path, out: str | Path, vocab_sizes: Sequence[int] = VOCAB_SIZES,
           trick_sets: Sequence[tuple[str, ...]] | None = None, *, resume: bool = True,
           min_s: float = 1.0) -> dict:
@@ -137,7 +132,7 @@ def sweep(corpus: str | Path, out: str | Path, vocab_sizes: Sequence[int] = VOCA
             row = run_cell(split, vocab_size, tricks, min_s)
             log(f"  {row['bytes_per_token']:.3f} bytes/token, trained in {row['train_s']:.1f}s")
             rows.append(row)
-            _write_json(rows_path, doc)
-    _write_json(rows_path, doc)
+            atomic_write_json(rows_path, doc)
+    atomic_write_json(rows_path, doc)
     write_report(doc, out)
     return doc
