@@ -83,13 +83,16 @@ class Heartbeat:
         self.path = out / "status.json"
         self.every_s = every_s
         self.probe = DeviceProbe(device) if every_s else None
-        self.started_at = time.time()
+        self.started_at = time.time()  # stamped again by start(), when the run begins
         self._last = float("-inf")
         self._origin: tuple[float, float] | None = None  # (wall, budget fraction) at the first beat
         self._points: deque[tuple[float, int]] = deque(maxlen=TREND_POINTS + 1)  # (wall, tokens)
         self._wait_mark = (0.0, 0.0)  # loader wait / step time totals at the previous beat
         self._loss: float | None = None
         self._lr: float | None = None
+
+    def start(self) -> None:
+        self.started_at = time.time()
 
     def beat(self, trainer, *, loss: float | None = None, lr: float | None = None,
              state: str = "running", force: bool = False, **extra) -> None:
@@ -100,8 +103,7 @@ class Heartbeat:
             return
         self._last = now
         p, tc, guard = trainer.progress, trainer.cfg.train, trainer.guard
-        clock = getattr(trainer, "clock", None)  # None when the run fails before training starts
-        fraction = trainer._fraction(clock) if clock is not None else 0.0
+        fraction = trainer.fraction
         if self._origin is None:
             self._origin = (now, fraction)
         self._points.append((now, p.tokens))
@@ -142,6 +144,9 @@ class Heartbeat:
 
 class NullHeartbeat:
     """What ranks other than 0 beat with under torchrun: nothing (rank 0's status.json is the run's)."""
+
+    def start(self) -> None:
+        pass
 
     def beat(self, trainer, **kwargs) -> None:
         pass
