@@ -25,7 +25,7 @@ import torch
 from gocram.core.env import cpu_name
 from gocram.core.errors import GocramError
 from gocram.core.files import atomic_write_bytes, sha256_file
-from gocram.data.tokenizer import token_byte_lengths
+from gocram.data.tokens.tokenizer import token_byte_lengths
 from gocram.eval.bpb import score_chunks
 from gocram.eval.kvcache import KVCache
 from gocram.eval.rangecoder import RangeDecoder, RangeEncoder, quantise

@@ -22,11 +22,11 @@ import torch
 from gocram.core.errors import GocramError
 from gocram.core.files import atomic_write_json
 from gocram.core.tokens import IGNORE_INDEX
-from gocram.data.batches import Batch
-from gocram.data.corpus import read_corpus
-from gocram.data.prepare import prepare_data
-from gocram.data.split import split_by_package
-from gocram.data.tokenizer import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, PAD, eos_id
+from gocram.data.batching.batches import Batch
+from gocram.data.corpus.docs import read_corpus
+from gocram.data.corpus.split import split_by_package
+from gocram.data.tokens.prepare import prepare_data
+from gocram.data.tokens.tokenizer import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, PAD, eos_id
 from gocram.eval.bpb import score_stream
 from gocram.eval.gofuncs import GoFunction, extract_functions
 from gocram.eval.suites import SUITES, load_suite

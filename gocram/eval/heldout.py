@@ -21,8 +21,8 @@ from pathlib import Path
 
 from gocram.core.errors import GocramError
 from gocram.core.files import atomic_write_text
-from gocram.data.corpus import read_corpus
-from gocram.data.split import split_by_package, unit_hash
+from gocram.data.corpus.docs import read_corpus
+from gocram.data.corpus.split import split_by_package, unit_hash
 from gocram.eval.generate import SamplingConfig, generate
 from gocram.eval.gofuncs import GoFunction, extract_functions
 

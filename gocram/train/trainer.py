@@ -25,9 +25,9 @@ from gocram.core.env import device_name, git_sha, peak_memory, pick_device, vers
 from gocram.core.errors import GocramError
 from gocram.core.files import atomic_write_json
 from gocram.core.tokens import IGNORE_INDEX
-from gocram.data.batches import LAYOUTS, layout_options
-from gocram.data.prepare import PreparedData, prepare_data
-from gocram.data.windows import eval_chunks, sliding_windows
+from gocram.data.batching.batches import LAYOUTS, layout_options
+from gocram.data.batching.windows import eval_chunks, sliding_windows
+from gocram.data.tokens.prepare import PreparedData, prepare_data
 from gocram.eval.bpb import Score, score_chunks
 from gocram.models.gpt import GPT
 from gocram.plan import PRECISION_DTYPES, Env, plan

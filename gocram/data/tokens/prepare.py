@@ -27,10 +27,10 @@ import numpy as np
 from gocram.config import DataConfig, EvalConfig
 from gocram.core.errors import GocramError
 from gocram.core.files import atomic_write_json
-from gocram.data.corpus import Doc, corpus_fingerprint, read_corpus
-from gocram.data.shards import ShardWriter, TokenShard, encode_docs, token_dtype, tokenizer_hash
-from gocram.data.split import split_by_package, unit_hash
-from gocram.data.tokenizer import load_tokenizer, token_byte_lengths, train_bpe
+from gocram.data.corpus.docs import Doc, corpus_fingerprint, read_corpus
+from gocram.data.corpus.split import split_by_package, unit_hash
+from gocram.data.tokens.shards import ShardWriter, TokenShard, encode_docs, token_dtype, tokenizer_hash
+from gocram.data.tokens.tokenizer import load_tokenizer, token_byte_lengths, train_bpe
 from gocram.eval.comparators import compare
 
 PREP_VERSION = 3  # 3: meta.json holds the comparators (xz, zstd, PPMd per file and joined)

@@ -31,16 +31,16 @@ import numpy as np
 
 from gocram.core.errors import GocramError
 from gocram.core.files import atomic_path, atomic_write_text, sha256_file
-from gocram.data.corpus import MANIFEST, WORK_DIR, iter_parquet_rows, read_manifest, write_rows
-from gocram.data.debian import DOC_DIR
-from gocram.data.decontam import Decontaminator
-from gocram.data.dedup import Signer, near_duplicate_clusters, normalized_hash
-from gocram.data.filters import drop_reason
-from gocram.data.options import BuildConfig, build_options
-from gocram.data.records import SourceFile, content_sha256, to_stack_row
-from gocram.data.redact import redact
-from gocram.data.sources import Source, open_source
-from gocram.data.split import unit_hash
+from gocram.data.corpus.debian import DOC_DIR
+from gocram.data.corpus.decontam import Decontaminator
+from gocram.data.corpus.dedup import Signer, near_duplicate_clusters, normalized_hash
+from gocram.data.corpus.docs import MANIFEST, WORK_DIR, iter_parquet_rows, read_manifest, write_rows
+from gocram.data.corpus.filters import drop_reason
+from gocram.data.corpus.options import BuildConfig, build_options
+from gocram.data.corpus.records import SourceFile, content_sha256, to_stack_row
+from gocram.data.corpus.redact import redact
+from gocram.data.corpus.sources import Source, open_source
+from gocram.data.corpus.split import unit_hash
 
 FORMAT = "gocram-corpus/1"
 REPORT = "report.json"

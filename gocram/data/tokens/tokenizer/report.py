@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gocram.core.files import atomic_path, atomic_write_text
-from gocram.data.tokenizer.stats import EMBEDDING_CONFIGS
+from gocram.data.tokens.tokenizer.stats import EMBEDDING_CONFIGS
 
 TARGET_REDUCTION = 0.10  # the target: >= 10% fewer tokens than the baseline
 

@@ -28,7 +28,7 @@ from tokenizers import Tokenizer
 
 from gocram.core.errors import GocramError
 from gocram.core.files import replace_durably, temp_path
-from gocram.data.tokenizer import eos_id
+from gocram.data.tokens.tokenizer import eos_id
 
 MAGIC = b"GOCRAMTK"
 VERSION = 1
