@@ -11,7 +11,7 @@ from gocram.core.errors import GocramError
 def build_parser() -> argparse.ArgumentParser:
     from gocram.ablations import cli as lab_cli
     from gocram.data import cli as data_cli
-    from gocram.data.tokenizer import cli as tokenizer_cli
+    from gocram.data.tokens.tokenizer import cli as tokenizer_cli
     from gocram.eval import cli as eval_cli
     from gocram.train import cli as train_cli
 

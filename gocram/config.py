@@ -238,7 +238,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _check_range("data", self)
-        from gocram.data.tokenizer.tricks import parse_tricks  # a leaf: names and regexes only
+        from gocram.data.tokens.tokenizer.tricks import parse_tricks  # a leaf: names and regexes only
 
         if parse_tricks(self.tokenizer_tricks, where="data.tokenizer_tricks") and self.tokenizer:
             raise ConfigError("data.tokenizer_tricks only applies when gocram trains the tokenizer; "

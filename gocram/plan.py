@@ -19,7 +19,7 @@ import torch
 
 from gocram.core.env import cpu_has_native_bf16, device_name, pick_device
 from gocram.core.errors import ConfigError
-from gocram.data.batches import LAYOUTS
+from gocram.data.batching.batches import LAYOUTS
 from gocram.models.parts import ACTIVATIONS, ATTENTIONS, LOSSES, NORMS, SOFTCAP_LOSSES
 from gocram.train.engines import ENGINES
 from gocram.train.optimizers import OPTIMIZERS

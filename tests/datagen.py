@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gocram.data.corpus import STACK_COLUMNS, STACK_SCHEMA
+from gocram.data.corpus.docs import STACK_COLUMNS, STACK_SCHEMA
 from tests.conftest import REPO, SAMPLE
 
 # The Stack's own columns only, as a real download has them.

@@ -11,8 +11,8 @@ import torch
 
 from gocram.config import build_config, load_config
 from gocram.core.errors import ConfigError, GocramError
-from gocram.data.batches import LAYOUTS, Batch
-from gocram.data.windows import RandomWindows
+from gocram.data.batching.batches import LAYOUTS, Batch
+from gocram.data.batching.windows import RandomWindows
 from gocram.plan import needs_document_mask as layout_needs_document_mask
 from gocram.train.trainer import Trainer
 from tests.conftest import run_gocram

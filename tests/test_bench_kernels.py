@@ -9,10 +9,7 @@ import torch
 
 from gocram.bench import kernels as bench_kernels
 from gocram.core.errors import GocramError
-from gocram.kernels.availability import unsupported_reason
-
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
+from tests.kernel_device import needs_kernels
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA the benchmark runs instead")
@@ -23,8 +20,7 @@ def test_without_cuda_it_prints_the_reason_and_writes_nothing(tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.skipif(unsupported_reason(DEVICE) is not None,
-                    reason=f"needs CUDA or TRITON_INTERPRET=1: {unsupported_reason(DEVICE)}")
+@needs_kernels
 def test_smoke_run_appends_complete_rows(tmp_path, capsys):
     out = tmp_path / "results" / "kernels.csv"
     args = ["--smoke", "--no-compile", "--out", str(out)]

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from gocram.core.tokens import IGNORE_INDEX
-from gocram.data.prepare import xz_bits_per_byte
-from gocram.data.windows import eval_chunks
+from gocram.data.batching.windows import eval_chunks
+from gocram.data.tokens.prepare import xz_bits_per_byte
 from gocram.eval.bpb import bits_per_byte, score_stream
 
 

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from gocram.core.errors import GocramError
-from gocram.data.build import Ingest
-from gocram.data.corpus import Doc, iter_parquet_rows, read_corpus, write_parquet
-from gocram.data.debian import main_license
-from gocram.data.decontam import Decontaminator, eval_texts
-from gocram.data.dedup import (
+from gocram.data.batching.windows import RandomWindows
+from gocram.data.corpus.build import Ingest
+from gocram.data.corpus.debian import main_license
+from gocram.data.corpus.decontam import Decontaminator, eval_texts
+from gocram.data.corpus.dedup import (
     Signer,
     near_duplicate_clusters,
     near_duplicate_clusters_reference,
@@ -17,14 +17,14 @@ from gocram.data.dedup import (
     shingle_hashes,
     shingle_hashes_reference,
 )
-from gocram.data.filters import drop_reason, is_permissive
-from gocram.data.options import REDACT_KINDS, FilterConfig, build_options
-from gocram.data.records import SourceFile
-from gocram.data.redact import KINDS, redact
-from gocram.data.sources import Source
-from gocram.data.split import split_by_package
-from gocram.data.tokenizer import eos_id, token_byte_lengths, train_bpe
-from gocram.data.windows import RandomWindows
+from gocram.data.corpus.docs import Doc, iter_parquet_rows, read_corpus, write_parquet
+from gocram.data.corpus.filters import drop_reason, is_permissive
+from gocram.data.corpus.options import REDACT_KINDS, FilterConfig, build_options
+from gocram.data.corpus.records import SourceFile
+from gocram.data.corpus.redact import KINDS, redact
+from gocram.data.corpus.sources import Source
+from gocram.data.corpus.split import split_by_package
+from gocram.data.tokens.tokenizer import eos_id, token_byte_lengths, train_bpe
 
 GO = 'package x\n\n// Add adds.\nfunc Add(a, b int) int {\n\treturn a + b // "é"\n}\n'
 
@@ -248,7 +248,7 @@ def test_licences(tmp_path, monkeypatch):
     pkg.mkdir()
     (pkg / "copyright").write_text(
         "Format: x\n\nFiles: debian/*\nLicense: GPL-2\n\nFiles: *\nCopyright: me\nLicense: Expat\n")
-    monkeypatch.setattr("gocram.data.debian.DOC_DIR", tmp_path)
+    monkeypatch.setattr("gocram.data.corpus.debian.DOC_DIR", tmp_path)
     assert main_license("golang-foo-dev") == "Expat"
     assert main_license("golang-missing-dev") is None
 

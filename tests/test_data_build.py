@@ -11,10 +11,10 @@ import pytest
 
 from gocram.core.errors import ConfigError, GocramError
 from gocram.core.files import sha256_file
-from gocram.data.build import build_corpus
-from gocram.data.corpus import read_corpus
-from gocram.data.options import build_options
-from gocram.data.sources import StackSource, load_the_stack, open_source
+from gocram.data.corpus.build import build_corpus
+from gocram.data.corpus.docs import read_corpus
+from gocram.data.corpus.options import build_options
+from gocram.data.corpus.sources import StackSource, load_the_stack, open_source
 from tests.datagen import GO, humaneval_solution, real_rows, stack_row, write_stack
 
 FAST = ["near_dedup.num_perm=64"]  # tests: fewer permutations, same code path
@@ -217,7 +217,7 @@ def test_debian_source_skips_missing_packages(tmp_path):
     listing.write_text(f"# test list\ngolang-no-such-package-dev\n{real}\n")
     cfg = build_options(overrides=FAST + ["per_package_bytes=20000", "split.val_frac=0",
                                           "split.test_frac=0"])
-    from gocram.data.debian import installed_version
+    from gocram.data.corpus.debian import installed_version
 
     if installed_version(real) is None:
         pytest.skip(f"needs the Debian package {real} installed (corpus/debian-go-packages.txt)")
@@ -303,7 +303,7 @@ def test_decontamination_needs_its_eval_files(tmp_path, stack_dir):
 
 
 def test_report_command_checks_what_it_reads(built, tmp_path):
-    from gocram.data.report import format_report, load_report, verify_chunks
+    from gocram.data.corpus.report import format_report, load_report, verify_chunks
 
     out = tmp_path / "corpus"
     shutil.copytree(built[0], out)

@@ -2,7 +2,7 @@
 
 import json
 
-from gocram.data.tokenizer import train_bpe
+from gocram.data.tokens.tokenizer import train_bpe
 from tests.conftest import run_gocram
 from tests.datagen import MIT, real_rows, write_stack
 

@@ -15,12 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from gocram.core.errors import GocramError
-from gocram.data.build import build_corpus
-from gocram.data.corpus import read_corpus
-from gocram.data.debian import installed_version, read_package_list
-from gocram.data.licenses import identify
-from gocram.data.options import build_options
-from gocram.data.sources import open_source
+from gocram.data.corpus.build import build_corpus
+from gocram.data.corpus.debian import installed_version, read_package_list
+from gocram.data.corpus.docs import read_corpus
+from gocram.data.corpus.licenses import identify
+from gocram.data.corpus.options import build_options
+from gocram.data.corpus.sources import open_source
 from tests.datagen import GO, MIT, real_rows, stack_row, write_stack
 
 FAST = ["near_dedup.num_perm=64", "decontam.enabled=false"]

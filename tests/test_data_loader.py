@@ -10,15 +10,15 @@ import torch
 from gocram.config import load_config
 from gocram.core.errors import ConfigError, GocramError
 from gocram.core.tokens import IGNORE_INDEX
-from gocram.data.batches import LAYOUTS, layout_options
-from gocram.data.build import build_corpus
-from gocram.data.layouts import ConcatBatches, PackedBatches, PaddedBatches
-from gocram.data.loader import ShardDataset, ShardLoader
-from gocram.data.options import build_options
-from gocram.data.packing import best_fit_decreasing, split_document
-from gocram.data.prepare import prepare_data
-from gocram.data.shards import TokenShard, write_shard
-from gocram.data.windows import RandomWindows
+from gocram.data.batching.batches import LAYOUTS, layout_options
+from gocram.data.batching.layouts import ConcatBatches, PackedBatches, PaddedBatches
+from gocram.data.batching.loader import ShardDataset, ShardLoader
+from gocram.data.batching.packing import best_fit_decreasing, split_document
+from gocram.data.batching.windows import RandomWindows
+from gocram.data.corpus.build import build_corpus
+from gocram.data.corpus.options import build_options
+from gocram.data.tokens.prepare import prepare_data
+from gocram.data.tokens.shards import TokenShard, write_shard
 from gocram.train.trainer import Trainer
 from tests.datagen import real_rows, write_stack
 

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from gocram.data.redact import KINDS, redact
-from gocram.data.redact_eval import main, planted_files, planted_recall
+from gocram.data.corpus.redact import KINDS, redact
+from gocram.data.corpus.redact_eval import main, planted_files, planted_recall
 from tests.datagen import GO, stack_row, write_stack
 
 PLANTED = planted_files()

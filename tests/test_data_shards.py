@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from gocram.core.errors import GocramError
-from gocram.data.build import build_corpus
-from gocram.data.corpus import read_corpus
-from gocram.data.options import build_options
-from gocram.data.pretokenize import INDEX, pretokenize, shard_paths
-from gocram.data.shards import HEADER_BYTES, TokenShard, tokenizer_hash, write_shard
-from gocram.data.tokenizer import eos_id, load_tokenizer, train_bpe
+from gocram.data.corpus.build import build_corpus
+from gocram.data.corpus.docs import read_corpus
+from gocram.data.corpus.options import build_options
+from gocram.data.tokens.pretokenize import INDEX, pretokenize, shard_paths
+from gocram.data.tokens.shards import HEADER_BYTES, TokenShard, tokenizer_hash, write_shard
+from gocram.data.tokens.tokenizer import eos_id, load_tokenizer, train_bpe
 from tests.datagen import real_rows, write_stack
 
 SHA = "ab" * 32

@@ -238,7 +238,7 @@ def test_the_resume_line_keeps_the_engine_and_the_launcher(monkeypatch):
 def test_random_windows_split_the_global_batch_across_ranks():
     import numpy as np
 
-    from gocram.data.windows import RandomWindows
+    from gocram.data.batching.windows import RandomWindows
 
     tokens = np.arange(5000, dtype=np.int64)
     whole = RandomWindows(tokens, seq_len=16, batch=8, seed=3, slot=(0, 1))

@@ -20,7 +20,7 @@ import torch
 
 from gocram.config import load_config
 from gocram.core.errors import ConfigError, GocramError
-from gocram.data.loader import ShardDataset, ShardLoader
+from gocram.data.batching.loader import ShardDataset, ShardLoader
 from gocram.train.checkpoint import (
     checkpoint_problem,
     latest_good_checkpoint,

@@ -115,7 +115,7 @@ def test_every_lazy_registry_entry_resolves():
     """Lazy 'module:attr' entries are checked by name here, since the graph cannot see them."""
     script = r"""
 import importlib
-from gocram.data.batches import LAYOUTS
+from gocram.data.batching.batches import LAYOUTS
 from gocram.models.parts import ACTIVATIONS, ATTENTIONS, LOSSES, NORMS
 from gocram.train.engines import ENGINES
 from gocram.train.optimizers import OPTIMIZERS

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_kernels_paths import _REASON, CHECKS
+from tests.kernel_device import needs_kernels
+from tests.test_kernels_paths import CHECKS
 
-pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"needs CUDA or TRITON_INTERPRET=1: {_REASON}")
+pytestmark = needs_kernels
 
 KERNELS_DIR = Path(__file__).resolve().parent.parent / "gocram" / "kernels"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gocram.kernels.availability import unsupported_reason
 from gocram.kernels.bias_gelu import bias_gelu
 from gocram.kernels.cross_entropy import fused_linear_cross_entropy
 from gocram.kernels.layernorm import layernorm
@@ -18,10 +17,9 @@ from gocram.kernels.reference import (
     layernorm_reference,
     linear_cross_entropy_reference,
 )
+from tests.kernel_device import DEVICE, needs_kernels
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-_REASON = unsupported_reason(DEVICE)
-pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"needs CUDA or TRITON_INTERPRET=1: {_REASON}")
+pytestmark = needs_kernels
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 # The twins compute in fp32 too, so these cover summation order plus the final rounding (1-2 ulp).

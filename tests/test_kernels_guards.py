@@ -25,12 +25,9 @@ from gocram.kernels.reference import (
     layernorm_reference,
     linear_cross_entropy_reference,
 )
+from tests.kernel_device import DEVICE, needs_kernels
 
 REPO = Path(__file__).resolve().parent.parent
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-_REASON = unsupported_reason(DEVICE)
-needs_kernels = pytest.mark.skipif(_REASON is not None,
-                                   reason=f"needs CUDA or TRITON_INTERPRET=1: {_REASON}")
 
 
 

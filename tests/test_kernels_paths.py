@@ -17,16 +17,15 @@ import torch
 import gocram.kernels.bias_gelu as bias_gelu_module
 import gocram.kernels.cross_entropy as cross_entropy_module
 import gocram.kernels.layernorm as layernorm_module
-from gocram.kernels.availability import KernelInputError, unsupported_reason
+from gocram.kernels.availability import KernelInputError
 from gocram.kernels.reference import (
     bias_gelu_reference,
     layernorm_reference,
     linear_cross_entropy_reference,
 )
+from tests.kernel_device import DEVICE, needs_kernels
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-_REASON = unsupported_reason(DEVICE)
-pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"needs CUDA or TRITON_INTERPRET=1: {_REASON}")
+pytestmark = needs_kernels
 
 # fp32 throughout: the partial sums add 300 rows in another order than torch does.
 TOL = dict(atol=1e-4, rtol=1e-4)

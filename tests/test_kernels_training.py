@@ -8,17 +8,13 @@ import pytest
 import torch
 
 from gocram.config import ImplConfig, ModelConfig, load_config
-from gocram.kernels.availability import unsupported_reason
 from gocram.models.gpt import GPT
 from gocram.models.parts import ACTIVATIONS, LOSSES, NORMS
 from gocram.train.trainer import train
+from tests.kernel_device import DEVICE, needs_kernels
 
 FUSED = ImplConfig(norm="triton", activation="triton", loss="triton")
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-_REASON = unsupported_reason(DEVICE)
-needs_kernels = pytest.mark.skipif(_REASON is not None,
-                                   reason=f"needs CUDA or TRITON_INTERPRET=1: {_REASON}")
 STEPS = 20
 
 

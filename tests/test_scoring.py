@@ -10,7 +10,7 @@ import torch
 from gocram.config import load_config
 from gocram.core.errors import GocramError
 from gocram.core.tokens import IGNORE_INDEX
-from gocram.data.windows import eval_chunks, sliding_windows
+from gocram.data.batching.windows import eval_chunks, sliding_windows
 from gocram.eval.bpb import score_chunks
 from gocram.eval.comparators import COMPRESSORS, compare
 from gocram.eval.scoring import (

@@ -10,9 +10,9 @@ from tokenizers import Regex, pre_tokenizers
 
 from gocram.config import DataConfig, load_config
 from gocram.core.errors import ConfigError, GocramError
-from gocram.data.corpus import read_corpus
-from gocram.data.split import split_by_package
-from gocram.data.tokenizer import (
+from gocram.data.corpus.docs import read_corpus
+from gocram.data.corpus.split import split_by_package
+from gocram.data.tokens.tokenizer import (
     EOS,
     SPECIAL_TOKENS,
     TRICKS,
@@ -22,11 +22,11 @@ from gocram.data.tokenizer import (
     train_bpe,
     train_bpe_with_idioms,
 )
-from gocram.data.tokenizer.core import MAX_IDIOM_SHARE, go_pre_tokenizer, train_plain_bpe
-from gocram.data.tokenizer.idioms import byte_level, choose_count, rank_idioms, trie_regex
-from gocram.data.tokenizer.stats import embedding_share, measure
-from gocram.data.tokenizer.sweep import default_trick_sets, sweep
-from gocram.data.tokenizer.tricks import parse_tricks, split_pattern
+from gocram.data.tokens.tokenizer.core import MAX_IDIOM_SHARE, go_pre_tokenizer, train_plain_bpe
+from gocram.data.tokens.tokenizer.idioms import byte_level, choose_count, rank_idioms, trie_regex
+from gocram.data.tokens.tokenizer.stats import embedding_share, measure
+from gocram.data.tokens.tokenizer.sweep import default_trick_sets, sweep
+from gocram.data.tokens.tokenizer.tricks import parse_tricks, split_pattern
 from tests.conftest import run_gocram
 
 VOCAB = 600
@@ -222,7 +222,7 @@ def test_config_validates_trick_names():
 
 
 def test_prepare_data_trains_with_the_configured_tricks(small_overrides):
-    from gocram.data.prepare import prepare_data
+    from gocram.data.tokens.prepare import prepare_data
 
     cfg = load_config(None, [*small_overrides, "data.tokenizer_tricks=go,ws"])
     data = prepare_data(cfg.data, cfg.eval, cfg.model.vocab_size)

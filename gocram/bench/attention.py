@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from gocram.core.env import device_name, pick_device
+from gocram.core.files import atomic_write_text
 from gocram.models.parts import ATTENTIONS
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -181,12 +182,6 @@ def to_markdown(rows: list[dict], header: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gocram.bench.attention", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -253,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write(args.out / f"{slug}.csv", buffer.getvalue())
-    _atomic_write(args.out / f"{slug}.md", to_markdown(rows, header))
+    atomic_write_text(args.out / f"{slug}.csv", buffer.getvalue())
+    atomic_write_text(args.out / f"{slug}.md", to_markdown(rows, header))
     print(f"wrote {args.out / slug}.csv and .md")
     return 0
 

@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from gocram.data.corpus import read_corpus
-from gocram.data.shards import encode_docs, token_dtype
-from gocram.data.tokenizer import load_tokenizer, train_bpe
+from gocram.data.corpus.docs import read_corpus
+from gocram.data.tokens.shards import encode_docs, token_dtype
+from gocram.data.tokens.tokenizer import load_tokenizer, train_bpe
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,8 +54,8 @@ def bench_tokenize(corpus: Path, tokenizer: str | None, vocab: int, batch: int, 
 
 def bench_loader(corpus: Path, shards: str | None, tokenizer: str | None, vocab: int, layouts: list[str],
                  seq_len: int, batch: int, workers: list[int], seconds: float) -> None:
-    from gocram.data.loader import ShardDataset, ShardLoader
-    from gocram.data.pretokenize import pretokenize, shard_paths
+    from gocram.data.batching.loader import ShardDataset, ShardLoader
+    from gocram.data.tokens.pretokenize import pretokenize, shard_paths
 
     with tempfile.TemporaryDirectory() as scratch:
         if shards is None:
@@ -81,8 +81,8 @@ def bench_loader(corpus: Path, shards: str | None, tokenizer: str | None, vocab:
 
 
 def bench_build(source: str, out: str, per_package_bytes: int | None, overrides: list[str]) -> None:
-    from gocram.data.build import build_corpus
-    from gocram.data.options import build_options
+    from gocram.data.corpus.build import build_corpus
+    from gocram.data.corpus.options import build_options
 
     cfg = build_options(overrides=overrides + ([f"per_package_bytes={per_package_bytes}"]
                                                if per_package_bytes is not None else []))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import statistics
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 
 from gocram.core.env import device_name, git_sha, versions
+from gocram.core.files import atomic_write_text
 from gocram.kernels.availability import unsupported_reason
 
 MODES = ("forward", "backward", "full")
@@ -295,9 +295,7 @@ def append_csv(path: Path, rows: list[dict]) -> None:
     if not old:
         writer.writeheader()
     writer.writerows({k: _fmt(row.get(k)) for k in COLUMNS} for row in rows)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(old + buffer.getvalue())
-    os.replace(tmp, path)
+    atomic_write_text(path, old + buffer.getvalue())
 
 
 def _fmt(value):

@@ -72,7 +72,7 @@ def score_set(model, docs: list[np.ndarray], blobs: list[bytes], token_bytes: np
 
 
 def validation_set(cfg, tok):
-    from gocram.data.prepare import prepare_data
+    from gocram.data.tokens.prepare import prepare_data
 
     data = prepare_data(cfg.data, cfg.eval, cfg.model.vocab_size)
     offsets = data.val_offsets
@@ -139,7 +139,7 @@ def markdown(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from gocram.data.tokenizer import token_byte_lengths
+    from gocram.data.tokens.tokenizer import token_byte_lengths
     from gocram.eval.scoring import AdaptConfig
     from gocram.eval.tree import load_run
 

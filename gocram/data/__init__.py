@@ -1,1 +1,2 @@
-"""Go corpora: sources, splits, the BPE tokenizer, token shards and batch samplers."""
+"""Go data in three stages, one sub-package each: corpus (build), tokens (tokenize and prepare),
+batching (batches at training time)."""

@@ -41,8 +41,8 @@ def run_build(args: argparse.Namespace) -> int:
     import yaml
 
     from gocram.core.errors import ConfigError
-    from gocram.data.build import build_corpus
-    from gocram.data.options import build_options
+    from gocram.data.corpus.build import build_corpus
+    from gocram.data.corpus.options import build_options
 
     values = {}
     if args.options:
@@ -65,14 +65,14 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from gocram.data.report import print_report
+    from gocram.data.corpus.report import print_report
 
     print_report(Path(args.dir), verify=args.verify, as_json=args.json)
     return 0
 
 
 def run_pretokenize(args: argparse.Namespace) -> int:
-    from gocram.data.pretokenize import pretokenize
+    from gocram.data.tokens.pretokenize import pretokenize
 
     index = pretokenize(args.corpus, args.tokenizer, args.out)
     print(json.dumps({"shards": len(index["shards"]), "tokens": index["tokens"],

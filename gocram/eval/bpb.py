@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from gocram.core.tokens import IGNORE_INDEX
-from gocram.data.windows import eval_chunks
+from gocram.data.batching.windows import eval_chunks
 
 
 @dataclass(frozen=True)

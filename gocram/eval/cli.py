@@ -61,20 +61,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                      help="skip xz, zstd and PPMd on the scored bytes")
     bpb.set_defaults(handler=run_bpb)
 
-    z = sub.add_parser("compress", help="compress a text file with a run's model and a range coder")
-    z.add_argument("--checkpoint", required=True, help="a run directory or a ckpt-*.pt file")
-    z.add_argument("input", metavar="IN")
-    z.add_argument("-o", "--output", required=True, metavar="OUT")
-    _add_scoring(z)
-    _add_threads(z)
-    z.set_defaults(handler=run_compress)
-
-    u = sub.add_parser("decompress", help="decompress a file written by gocram compress")
-    u.add_argument("--checkpoint", required=True, help="the run the file was compressed with")
-    u.add_argument("input", metavar="IN")
-    u.add_argument("-o", "--output", required=True, metavar="OUT")
-    _add_threads(u)
-    u.set_defaults(handler=run_decompress)
+    _add_codec_command(sub, "compress", help="compress a text file with a run's model and a range coder",
+                       checkpoint_help="a run directory or a ckpt-*.pt file", handler=run_compress,
+                       chooses_windows=True)
+    _add_codec_command(sub, "decompress", help="decompress a file written by gocram compress",
+                       checkpoint_help="the run the file was compressed with", handler=run_decompress,
+                       chooses_windows=False)
 
     from gocram.eval.suites import SUITES
 
@@ -144,6 +136,20 @@ def _add_scoring(p: argparse.ArgumentParser) -> None:
 def _add_threads(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads; decoding needs the count used to encode")
+
+
+def _add_codec_command(sub: argparse._SubParsersAction, name: str, *, help: str, checkpoint_help: str,
+                       handler, chooses_windows: bool) -> None:
+    """compress and decompress take the same files and thread count; the windows (--stride) are
+    chosen when compressing and read back from the file's header when decompressing."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("--checkpoint", required=True, help=checkpoint_help)
+    p.add_argument("input", metavar="IN")
+    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    if chooses_windows:
+        _add_scoring(p)
+    _add_threads(p)
+    p.set_defaults(handler=handler)
 
 
 def _load(args):

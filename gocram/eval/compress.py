@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import struct
 import time
 from collections.abc import Callable
@@ -25,8 +24,8 @@ import torch
 
 from gocram.core.env import cpu_name
 from gocram.core.errors import GocramError
-from gocram.core.files import sha256_file
-from gocram.data.tokenizer import token_byte_lengths
+from gocram.core.files import atomic_write_bytes, sha256_file
+from gocram.data.tokens.tokenizer import token_byte_lengths
 from gocram.eval.bpb import score_chunks
 from gocram.eval.kvcache import KVCache
 from gocram.eval.rangecoder import RangeDecoder, RangeEncoder, quantise
@@ -121,7 +120,8 @@ def compress(checkpoint, source: str | Path, out: str | Path, *, stride: int = 0
               "input_bytes": len(data), "input_sha256": hashlib.sha256(data).hexdigest(),
               **_environment(checkpoint, threads)}
     blob = json.dumps(header, sort_keys=True).encode()
-    _write_atomically(out, MAGIC + struct.pack(">I", len(blob)) + blob + payload)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, MAGIC + struct.pack(">I", len(blob)) + blob + payload)
     score = score_chunks(model, windows_for(ids, seq_len, stride), token_byte_lengths(tok),
                          batch=16, device="cpu")
     header_bytes = len(MAGIC) + 4 + len(blob)
@@ -177,13 +177,7 @@ def decompress(checkpoint, source: str | Path, out: str | Path, *, threads: int 
     seconds = time.perf_counter() - t0
     if hashlib.sha256(data).hexdigest() != header["input_sha256"]:
         raise GocramError(f"{source}: decoded bytes do not match the recorded sha256 (damaged file?)")
-    _write_atomically(out, data)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, data)
     return {"output_bytes": len(data), "seconds": seconds,
             "bytes_per_s": len(data) / seconds if seconds else None}
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

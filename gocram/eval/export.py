@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from gocram.core.errors import GocramError
-from gocram.data.tokenizer import EOS, PAD, eos_id
+from gocram.data.tokens.tokenizer import EOS, PAD, eos_id
 from gocram.eval.tree import load_run
 
 # gocram activation name -> transformers' GPT-2 `activation_function`.

@@ -12,8 +12,6 @@ byte and HumanEval-X pass@1 (greedy) are measured before and after.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,12 +20,13 @@ import numpy as np
 import torch
 
 from gocram.core.errors import GocramError
+from gocram.core.files import atomic_write_json
 from gocram.core.tokens import IGNORE_INDEX
-from gocram.data.batches import Batch
-from gocram.data.corpus import read_corpus
-from gocram.data.prepare import prepare_data
-from gocram.data.split import split_by_package
-from gocram.data.tokenizer import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, PAD, eos_id
+from gocram.data.batching.batches import Batch
+from gocram.data.corpus.docs import read_corpus
+from gocram.data.corpus.split import split_by_package
+from gocram.data.tokens.prepare import prepare_data
+from gocram.data.tokens.tokenizer import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, PAD, eos_id
 from gocram.eval.bpb import score_stream
 from gocram.eval.gofuncs import GoFunction, extract_functions
 from gocram.eval.suites import SUITES, load_suite
@@ -236,9 +235,7 @@ def finetune(checkpoint: str | Path, out: str | Path, opts: FinetuneOptions) -> 
         "after": {"val_bpb": result["val_bpb"], "humaneval_pass@1": pass_after},
         "humaneval_tasks": None if opts.humaneval_limit < 0 else (opts.humaneval_limit or 164),
     }
-    tmp = out / "finetune.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, out / "finetune.json")
+    atomic_write_json(out / "finetune.json", report)
     return report
 
 

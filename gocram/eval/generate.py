@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from gocram.core.errors import ConfigError
-from gocram.data.tokenizer import eos_id
+from gocram.data.tokens.tokenizer import eos_id
 from gocram.eval.gostop import StopRules
 from gocram.eval.kvcache import KVCache
 

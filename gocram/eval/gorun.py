@@ -42,7 +42,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from gocram.core.errors import GocramError
-from gocram.data.prepare import default_cache_dir
+from gocram.data.tokens.prepare import default_cache_dir
 
 DEBIAN_GOPATH = "/usr/share/gocode"
 NOBODY = 65534  # runs the test binary

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gocram.core.errors import GocramError
+from gocram.core.files import atomic_write_json
 from gocram.eval.gorun import (
     DEFAULT_LIMITS,
     Limits,
@@ -43,12 +44,6 @@ def select_tasks(tasks: list[Task], *, task_ids: Iterable[str] = (), limit: int 
             raise GocramError(f"--tasks: unknown task id(s) {', '.join(missing)}")
         tasks = [known[t] for t in wanted]
     return tasks[:limit] if limit else tasks
-
-
-def _write_json(path: Path, value) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=1))
-    os.replace(tmp, path)
 
 
 def go_version() -> str:
@@ -90,7 +85,7 @@ def evaluate(tasks: list[Task], completions: CompletionSource, out: str | Path, 
     summary.update(meta or {})
     summary["go"] = go_version()
     summary["sandbox"] = describe_sandbox(limits)
-    _write_json(out / "summary.json", summary)
+    atomic_write_json(out / "summary.json", summary)
     return summary
 
 

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
 
 from gocram.core.errors import GocramError
-from gocram.data.corpus import read_corpus
-from gocram.data.split import split_by_package, unit_hash
+from gocram.core.files import atomic_write_text
+from gocram.data.corpus.docs import read_corpus
+from gocram.data.corpus.split import split_by_package, unit_hash
 from gocram.eval.generate import SamplingConfig, generate
 from gocram.eval.gofuncs import GoFunction, extract_functions
 
@@ -89,7 +89,5 @@ def run_heldout_benchmark(model, tokenizer, corpus, data_cfg, sampling: Sampling
         out.mkdir(parents=True, exist_ok=True)
         for name, text in (("results.jsonl", "".join(json.dumps(r) + "\n" for r in rows)),
                            ("summary.json", json.dumps(summary, indent=1))):
-            tmp = out / (name + ".tmp")
-            tmp.write_text(text)
-            os.replace(tmp, out / name)
+            atomic_write_text(out / name, text)
     return summary

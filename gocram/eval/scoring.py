@@ -23,7 +23,7 @@ import torch
 from gocram.core.errors import GocramError
 from gocram.core.registry import Registry
 from gocram.core.tokens import IGNORE_INDEX
-from gocram.data.windows import eval_chunks, sliding_windows
+from gocram.data.batching.windows import eval_chunks, sliding_windows
 from gocram.eval.bpb import Score, score_chunks
 
 Window = tuple[np.ndarray, np.ndarray]
@@ -195,7 +195,7 @@ def read_go_files(directory: str | Path) -> GoFiles:
 
 def encode_documents(tok, texts: list[str]) -> list[np.ndarray]:
     """[EOS, ids...] per text, as training and the validation set see documents."""
-    from gocram.data.tokenizer import eos_id
+    from gocram.data.tokens.tokenizer import eos_id
 
     eos = eos_id(tok)
     return [np.asarray([eos, *enc.ids], dtype=np.int64)
@@ -207,7 +207,7 @@ def score_directory(checkpoint: str | Path, directory: str | Path, *, stride: in
                     stream: bool = False, adapt: AdaptConfig | None = None, batch: int = 16,
                     device: str = "auto", comparators: bool = True) -> dict:
     """Chunked per-file bpb (the headline's mode), the asked-for mode beside it, comparators."""
-    from gocram.data.tokenizer import token_byte_lengths
+    from gocram.data.tokens.tokenizer import token_byte_lengths
     from gocram.eval.comparators import compare
     from gocram.eval.tree import load_run
 

@@ -11,8 +11,8 @@ import numpy as np
 from gocram.config import config_from_dict
 from gocram.core.env import pick_device
 from gocram.core.errors import GocramError
-from gocram.data.tokenizer import eos_id, load_tokenizer, token_byte_lengths
-from gocram.data.windows import eval_chunks
+from gocram.data.batching.windows import eval_chunks
+from gocram.data.tokens.tokenizer import eos_id, load_tokenizer, token_byte_lengths
 from gocram.eval.bpb import score_chunks
 from gocram.models.gpt import GPT
 from gocram.train.checkpoint import (

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from gocram.core.errors import GocramError
-from gocram.core.files import sha256_file
+from gocram.core.files import atomic_path, atomic_write_bytes, sha256_file
 
 CKPT_PATTERN = re.compile(r"^ckpt-(\d{8})\.pt$")
 SIDECAR = ".sha256"
@@ -54,39 +54,20 @@ class _HashingWriter:
         self.handle.flush()
 
 
-def _write_durably(path: Path, write: Callable) -> None:
-    with open(path, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def save_checkpoint(state: dict, directory: Path, step: int, keep: int, *,
                     dump: Callable = torch.save) -> Path:
     """Write atomically; on any error the temp files are removed and the error re-raised, so the
     checkpoints already on disk are untouched. `dump(state, handle)` serialises (a test seam)."""
     directory.mkdir(parents=True, exist_ok=True)
     final = checkpoint_path(directory, step)
-    tmp = final.with_name(final.name + ".tmp")
-    side, side_tmp = sidecar_path(final), sidecar_path(final).with_name(sidecar_path(final).name + ".tmp")
     for stale in directory.glob("*.tmp"):  # left by a crash or a second Ctrl-C mid-save
         stale.unlink(missing_ok=True)
-    try:
-        hashing: list[_HashingWriter] = []
-
-        def write(handle):
-            hashing.append(_HashingWriter(handle))
-            dump(state, hashing[0])
-
-        _write_durably(tmp, write)
-        digest = hashing[0].sha.hexdigest()
-        _write_durably(side_tmp, lambda h: h.write(f"{digest}  {final.name}\n".encode()))
-        os.replace(side_tmp, side)  # the sidecar first: a sidecar without its checkpoint is ignored
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        side_tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(final) as tmp:
+        with open(tmp, "wb") as handle:
+            hashing = _HashingWriter(handle)
+            dump(state, hashing)
+        # The sidecar first: a sidecar without its checkpoint is ignored.
+        atomic_write_bytes(sidecar_path(final), f"{hashing.sha.hexdigest()}  {final.name}\n".encode())
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)  # make the renames themselves durable

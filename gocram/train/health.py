@@ -112,18 +112,14 @@ class HealthGuard:
         if found is None:
             raise GocramError(f"training diverged at step {step} and there is no good checkpoint "
                               f"under {trainer.out / 'checkpoint'} to roll back to")
-        mine, progress = self.state_dict(), trainer.progress
-        spent = {k: getattr(progress, k) for k in
-                 ("elapsed_s", "eval_s", "ckpt_s", "next_eval_s", "next_ckpt_s", "step_times")}
-        trainer.restore(found)  # loads the checkpoint's health state too: put ours back
+        mine = self.state_dict()
+        trainer.restore(found, keep_spent=True)  # loads the checkpoint's health state too: put ours back
         self.load_state_dict(mine)
-        progress.__dict__.update({**trainer.progress.__dict__, **spent})  # the loop holds `progress`
-        trainer.progress = progress
         self.counts["rollbacks"] += 1
         self.lr_scale *= self.cfg.rollback_lr_factor
         self.bad_in_a_row = 0
         self.losses.clear()  # earlier losses are higher: refill the window before judging spikes
-        self.event("rollback", step=step, elapsed_s=round(elapsed_s, 3), to_step=progress.step,
+        self.event("rollback", step=step, elapsed_s=round(elapsed_s, 3), to_step=trainer.progress.step,
                    checkpoint=found.name, lr_scale=self.lr_scale, rollbacks=self.counts["rollbacks"])
         self.warn(f"[health] rolled back from step {step} to {found.name}; LR scale now "
                   f"{self.lr_scale:g} (rollback {self.counts['rollbacks']}/{self.cfg.max_rollbacks})")

@@ -9,12 +9,18 @@ from pathlib import Path
 
 
 class RunLog:
+    """Files open in `open()`, when the run starts: a trainer built and never run writes nothing."""
+
     def __init__(self, out: Path, *, progress_every_s: float, tensorboard: bool = True):
-        self.jsonl = open(out / "log.jsonl", "a", buffering=1)  # line-buffered: tail -f works
+        self.out, self.tensorboard = out, tensorboard
         self.progress_every_s = progress_every_s
         self._last_progress = float("-inf")  # the first line always prints
-        self.tb = None
-        if tensorboard:
+        self.jsonl = self.tb = None
+
+    def open(self) -> None:
+        out = self.out
+        self.jsonl = open(out / "log.jsonl", "a", buffering=1)  # line-buffered: tail -f works
+        if self.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
@@ -23,6 +29,8 @@ class RunLog:
                 self.tb = SummaryWriter(str(out / "tb"))
 
     def event(self, record: dict) -> None:
+        if self.jsonl is None:
+            raise RuntimeError("the run log is not open yet: Trainer.run() opens it")
         self.jsonl.write(json.dumps(record) + "\n")
         if self.tb is not None and "step" in record:
             event = record.get("event")
@@ -40,13 +48,17 @@ class RunLog:
             print(line, file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        self.jsonl.close()
+        if self.jsonl is not None:
+            self.jsonl.close()
         if self.tb is not None:
             self.tb.close()
 
 
 class NullLog:
     """What ranks other than 0 log to in a multi-process run: nothing (rank 0 speaks for all)."""
+
+    def open(self) -> None:
+        pass
 
     def event(self, record: dict) -> None:
         pass

@@ -45,3 +45,26 @@ class GracefulStop:
         os.write(2, f"\n[train] second {name}: exiting now; the newest checkpoint on disk is "
                     f"intact\n".encode())
         self.exit_now(128 + signum)
+
+
+class StopState:
+    """The trainer's one answer to "stop early?": a signal heard by this process and, under
+    torchrun, whether every rank has heard of one (so all leave the loop at the same step)."""
+
+    def __init__(self, signals: GracefulStop | None, *, world_size: int):
+        self.signals, self.world_size = signals, world_size
+        self.agreed = False  # set after each step from what every rank heard
+
+    @property
+    def heard(self) -> bool:
+        """A signal reached this process (under torchrun, maybe not yet the others)."""
+        return self.signals is not None and self.signals.requested is not None
+
+    @property
+    def due(self) -> bool:
+        """Leave the loop now: at once in one process, once agreed by every rank in several."""
+        return self.heard if self.world_size == 1 else self.agreed
+
+    @property
+    def signal_name(self) -> str:
+        return (self.signals.requested if self.signals else None) or "a signal to another rank"

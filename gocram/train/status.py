@@ -19,6 +19,7 @@ from collections import deque
 from pathlib import Path
 
 from gocram.core.errors import GocramError
+from gocram.core.files import atomic_write_json
 
 TREND_POINTS = 8  # tokens/s over the last few heartbeat intervals
 STALE_AFTER_S = 60.0  # on top of three heartbeat intervals: a running state older is suspect
@@ -27,12 +28,6 @@ STALE_AFTER_S = 60.0  # on top of three heartbeat intervals: a running state old
 def json_number(value: float) -> float | str:
     """NaN/Inf as strings: log.jsonl and status.json stay strict JSON for jq and friends."""
     return value if math.isfinite(value) else str(value)
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)  # a reader never sees half a file
 
 
 class DeviceProbe:
@@ -88,13 +83,16 @@ class Heartbeat:
         self.path = out / "status.json"
         self.every_s = every_s
         self.probe = DeviceProbe(device) if every_s else None
-        self.started_at = time.time()
+        self.started_at = time.time()  # stamped again by start(), when the run begins
         self._last = float("-inf")
         self._origin: tuple[float, float] | None = None  # (wall, budget fraction) at the first beat
         self._points: deque[tuple[float, int]] = deque(maxlen=TREND_POINTS + 1)  # (wall, tokens)
         self._wait_mark = (0.0, 0.0)  # loader wait / step time totals at the previous beat
         self._loss: float | None = None
         self._lr: float | None = None
+
+    def start(self) -> None:
+        self.started_at = time.time()
 
     def beat(self, trainer, *, loss: float | None = None, lr: float | None = None,
              state: str = "running", force: bool = False, **extra) -> None:
@@ -105,8 +103,7 @@ class Heartbeat:
             return
         self._last = now
         p, tc, guard = trainer.progress, trainer.cfg.train, trainer.guard
-        clock = getattr(trainer, "clock", None)  # None when the run fails before training starts
-        fraction = trainer._fraction(clock) if clock is not None else 0.0
+        fraction = trainer.fraction
         if self._origin is None:
             self._origin = (now, fraction)
         self._points.append((now, p.tokens))
@@ -139,7 +136,7 @@ class Heartbeat:
             **extra,
         }
         try:
-            write_json_atomic(self.path, payload)
+            atomic_write_json(self.path, payload)  # a reader never sees half a file
         except OSError as err:  # a full disk must not kill the run over a status file
             trainer.log.progress(f"[health] status.json not written ({err})", force=True)
 
@@ -147,6 +144,9 @@ class Heartbeat:
 
 class NullHeartbeat:
     """What ranks other than 0 beat with under torchrun: nothing (rank 0's status.json is the run's)."""
+
+    def start(self) -> None:
+        pass
 
     def beat(self, trainer, **kwargs) -> None:
         pass

@@ -8,12 +8,11 @@ stops at the first step boundary past the budget, validates, checkpoints and wri
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
 
@@ -24,10 +23,11 @@ from gocram.bench.peak import cpu_matmul_peak_tflops, run_matmul_shape
 from gocram.config import RunConfig, config_from_dict
 from gocram.core.env import device_name, git_sha, peak_memory, pick_device, versions
 from gocram.core.errors import GocramError
+from gocram.core.files import atomic_write_json
 from gocram.core.tokens import IGNORE_INDEX
-from gocram.data.batches import LAYOUTS, layout_options
-from gocram.data.prepare import PreparedData, prepare_data
-from gocram.data.windows import eval_chunks, sliding_windows
+from gocram.data.batching.batches import LAYOUTS, layout_options
+from gocram.data.batching.windows import eval_chunks, sliding_windows
+from gocram.data.tokens.prepare import PreparedData, prepare_data
 from gocram.eval.bpb import Score, score_chunks
 from gocram.models.gpt import GPT
 from gocram.plan import PRECISION_DTYPES, Env, plan
@@ -38,7 +38,7 @@ from gocram.train.health import HealthGuard
 from gocram.train.optimizers import OPTIMIZERS, set_lr_multiplier
 from gocram.train.runlog import NullLog, RunLog
 from gocram.train.schedule import ScheduleShape, lr_multiplier, ramp_accum
-from gocram.train.signals import GracefulStop
+from gocram.train.signals import GracefulStop, StopState
 from gocram.train.status import Heartbeat, NullHeartbeat
 
 
@@ -64,6 +64,20 @@ class Progress:
     step_times: list[float] = field(default_factory=list)
     val_curve: list[list[float]] = field(default_factory=list)  # [elapsed_s, val_bpb] pairs
 
+    # What a rollback keeps: time spent stays spent, and the eval and checkpoint cadence goes on.
+    SPENT = ("elapsed_s", "eval_s", "ckpt_s", "next_eval_s", "next_ckpt_s", "step_times")
+
+    def state_dict(self) -> dict:
+        return {**{f.name: getattr(self, f.name) for f in fields(self)},
+                "step_times": list(self.step_times), "val_curve": [list(p) for p in self.val_curve]}
+
+    def load_state_dict(self, state: dict, *, keep_spent: bool = False) -> None:
+        """Take a checkpoint's position in place (the training loop holds this object); with
+        `keep_spent`, a rollback's: the checkpoint's step, tokens and curve, this run's time."""
+        loaded = Progress(**{**state, **({k: getattr(self, k) for k in self.SPENT} if keep_spent else {})})
+        for f in fields(self):
+            setattr(self, f.name, getattr(loaded, f.name))
+
 
 class Trainer:
     """One budgeted run. `monitors` see the run from start to end: each has start(trainer), called
@@ -74,10 +88,18 @@ class Trainer:
                  monitors: tuple = (), stop: GracefulStop | None = None):
         self.cfg, self.out = cfg, out
         self.monitors = list(monitors)
-        self.stop = stop
         # The engine first: it joins the process group, so the device and the sampler know the rank.
         self.engine = ENGINES.build(cfg.impl.engine, cfg)
         self.device = self.engine.device(pick_device(cfg.impl.device))
+        self.stop = StopState(stop, world_size=self.engine.world_size)
+        # What the guard, the heartbeat and the loop report through, before any of them exists;
+        # only rank 0 writes (the log's files open when the run starts).
+        main = self.engine.is_main
+        self.log = RunLog(out, progress_every_s=cfg.impl.progress_every_s) if main else NullLog()
+        self.heartbeat = (Heartbeat(out, cfg.health.heartbeat_every_s, self.device) if main
+                          else NullHeartbeat())
+        self.clock = BudgetClock(cfg.train.budget_s,
+                                 sync=torch.cuda.synchronize if self.device.type == "cuda" else None)
         self.plan = plan(cfg, Env.for_device(self.device))
         self.plan.raise_if_blocked()  # before any data is prepared
         self.precision = self.plan.precision
@@ -113,8 +135,8 @@ class Trainer:
         # seam for gradient surgery and for injecting faults in tests.
         self.grad_hooks: list = []
         self.ckpt_dump = torch.save  # the checkpoint serialiser; tests inject a full disk here
-        self.guard = HealthGuard(cfg.health, log_event=lambda record: self.log.event(record),
-                                 warn=lambda line: self.log.progress(line, force=True))
+        self.guard = HealthGuard(cfg.health, log_event=self.log.event,
+                                 warn=partial(self.log.progress, force=True))
         self.have_checkpoint = False  # written by this process, or resumed from
         self.last_skip: str | None = None  # why the last step was skipped, if it was
         self.last_wait_s = 0.0  # seconds the last step waited for batches
@@ -122,7 +144,6 @@ class Trainer:
                                  next_ckpt_s=impl.ckpt_every_s or float("inf"))
         self.shape = ScheduleShape(warmup_frac=tc.warmup_frac, min_ratio=tc.min_lr_ratio,
                                    decay_frac=tc.decay_frac)
-        self.stop_agreed = False  # a stop signal, once every rank has heard of it
         if impl.compile:
             self.step_model = torch.compile(self.step_model)
 
@@ -136,7 +157,6 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def checkpoint_state(self) -> dict:
-        p = self.progress
         return {
             "model": self.engine.model_state(self.model),
             "optimizer": self.engine.optimizer_state(self.model, self.optimizer),
@@ -144,8 +164,7 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-            "progress": {**p.__dict__, "step_times": list(p.step_times),
-                         "val_curve": [list(point) for point in p.val_curve]},
+            "progress": self.progress.state_dict(),
             "config": self.cfg.to_dict(),
             "meaning_hash": self.cfg.meaning_hash(),
             "health": self.guard.state_dict(),
@@ -163,7 +182,8 @@ class Trainer:
                                    have_checkpoint=self.have_checkpoint, directory=directory)
         self.progress.ckpt_s += time.perf_counter() - t0
 
-    def restore(self, path: Path) -> None:
+    def restore(self, path: Path, *, keep_spent: bool = False) -> None:
+        """Load the checkpoint at `path`; `keep_spent` (a rollback) keeps this run's time spent."""
         state = self.engine.load(path)  # this rank's sampler and RNG states
         # Only what is learned must match: a cadence or a speed setting may change on resume.
         saved = config_from_dict(state["config"])
@@ -179,7 +199,7 @@ class Trainer:
         torch.set_rng_state(state["rng_cpu"])
         if state["rng_cuda"]:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
-        self.progress = Progress(**state["progress"])
+        self.progress.load_state_dict(state["progress"], keep_spent=keep_spent)
         self.guard.load_state_dict(state.get("health"))
         self.have_checkpoint = True
 
@@ -252,16 +272,18 @@ class Trainer:
                           force=True)
         return score
 
-    def _fraction(self, clock: BudgetClock) -> float:
+    @property
+    def fraction(self) -> float:
+        """The budget spent: steps or training seconds, as train.clock says."""
         if self.cfg.train.clock == "steps":
             return self.progress.step / self.cfg.train.max_steps
-        return clock.fraction
+        return self.clock.fraction
 
-    def _done(self, clock: BudgetClock) -> bool:
+    def _done(self) -> bool:
         if self.cfg.train.clock == "steps":
             return self.progress.step >= self.cfg.train.max_steps
         step_cap = self.cfg.train.max_steps is not None and self.progress.step >= self.cfg.train.max_steps
-        return clock.spent or step_cap
+        return self.clock.spent or step_cap
 
     def _due(self, p: Progress) -> tuple[bool, bool]:
         """(eval due, checkpoint due) after the step just taken."""
@@ -276,10 +298,8 @@ class Trainer:
         if main:
             shutil.copyfile(self.data.tokenizer_path, self.out / "tokenizer.json")
             (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=1))
-        self.log = (RunLog(self.out, progress_every_s=self.cfg.impl.progress_every_s) if main
-                    else NullLog())
-        self.heartbeat = (Heartbeat(self.out, self.cfg.health.heartbeat_every_s, self.device)
-                          if main else NullHeartbeat())
+        self.log.open()
+        self.heartbeat.start()
         try:
             if resume:
                 self._resume()
@@ -290,15 +310,14 @@ class Trainer:
             self.log.close()
             self.engine.close()
             raise
-        p, tc = self.progress, self.cfg.train
-        sync = torch.cuda.synchronize if self.device.type == "cuda" else None
-        clock = self.clock = BudgetClock(tc.budget_s, p.elapsed_s, sync)
+        p, tc, clock = self.progress, self.cfg.train, self.clock
+        clock.elapsed_s = p.elapsed_s  # carried across a resume
         for monitor in self.monitors:
             monitor.start(self)
         monitored: dict = {}
         try:
-            while not self._done(clock) and not self._stopping():
-                frac = self._fraction(clock)
+            while not self._done() and not self.stop.due:
+                frac = self.fraction
                 multiplier = lr_multiplier(tc.schedule, frac, self.shape) * self.guard.lr_scale
                 lr = tc.lr * multiplier  # the AdamW groups' LR, for the log
                 for hook in self.step_hooks:
@@ -308,8 +327,8 @@ class Trainer:
                 loss, tokens, n_bytes = self.train_step(multiplier, accum)
                 took = clock.stop()
                 # global tokens and bytes, rank 0's clock, and whether any rank was asked to stop
-                tokens, n_bytes, clock.elapsed_s, self.stop_agreed = self.engine.agree(
-                    tokens, n_bytes, clock.elapsed_s, stop=self._stop_requested())
+                tokens, n_bytes, clock.elapsed_s, self.stop.agreed = self.engine.agree(
+                    tokens, n_bytes, clock.elapsed_s, stop=self.stop.heard)
                 p.step += 1
                 p.elapsed_s, p.tokens, p.bytes = clock.elapsed_s, p.tokens + tokens, p.bytes + n_bytes
                 p.step_times.append(took)
@@ -321,26 +340,26 @@ class Trainer:
                                     "tok_per_s": p.tokens / p.elapsed_s,
                                     "loader_wait_s": round(self.last_wait_s, 6)})
                 self.log.progress(
-                    f"[train {p.elapsed_s:7.1f}/{tc.budget_s:.0f}s {100 * self._fraction(clock):3.0f}%]"
+                    f"[train {p.elapsed_s:7.1f}/{tc.budget_s:.0f}s {100 * self.fraction:3.0f}%]"
                     f" step {p.step} loss {loss:.4f} lr {lr:.2e} {p.tokens / p.elapsed_s:,.0f} tok/s"
                     f" data wait {self.last_wait_s / took if took else 0:.0%}")
                 if self.guard.rollback_due:  # restores progress in place; the clock keeps running
                     self.guard.roll_back(self, step=p.step, elapsed_s=p.elapsed_s)
                     continue
                 eval_due, ckpt_due = self._due(p)
-                if eval_due and not self._done(clock):
+                if eval_due and not self._done():
                     self.validate()
                     while p.next_eval_s <= p.elapsed_s:
                         p.next_eval_s += self.cfg.impl.eval_every_s
                 # Not inside a run of bad steps: their weights are what a rollback must escape
                 # (a time-based checkpoint stays due until the next good step).
-                if ckpt_due and not self._done(clock) and not self.guard.bad_in_a_row:
+                if ckpt_due and not self._done() and not self.guard.bad_in_a_row:
                     self.save()
                     while p.next_ckpt_s <= p.elapsed_s:
                         p.next_ckpt_s += self.cfg.impl.ckpt_every_s or float("inf")
                 self.heartbeat.beat(self, loss=loss, lr=lr)
-            if self._stopping():
-                return self._stopped()
+            if self.stop.due:
+                return self._checkpoint_and_stop()
             for monitor in self.monitors:
                 monitored.update(monitor.stop())
             score = self.validate()
@@ -356,9 +375,7 @@ class Trainer:
             self.engine.close()
         if not main:
             return result
-        tmp = self.out / "result.json.tmp"
-        tmp.write_text(json.dumps(result, indent=1))
-        os.replace(tmp, self.out / "result.json")
+        atomic_write_json(self.out / "result.json", result)
         self.heartbeat.beat(self, state="finished", force=True)
         return result
 
@@ -375,22 +392,11 @@ class Trainer:
         self.log.event({"event": "resume", "step": self.progress.step, "checkpoint": found.name})
         self.log.progress(f"[train] resumed from {found} at step {self.progress.step}", force=True)
 
-    def _stop_requested(self) -> bool:
-        """A signal reached this process (under torchrun, maybe not yet the others)."""
-        return self.stop is not None and self.stop.requested is not None
-
-    def _stopping(self) -> bool:
-        # One process: at once. Several: only once agree() has told every rank, so all of them
-        # leave the loop at the same step and write the checkpoint together.
-        if self.engine.world_size == 1:
-            return self._stop_requested()
-        return self.stop_agreed
-
-    def _stopped(self) -> dict:
+    def _checkpoint_and_stop(self) -> dict:
         """A signal asked the run to stop: checkpoint now, no final validation, no result.json."""
         p = self.progress
         self.save()
-        signal_name = (self.stop.requested if self.stop else None) or "a signal to another rank"
+        signal_name = self.stop.signal_name
         self.log.event({"event": "stopped", "signal": signal_name, "step": p.step,
                         "elapsed_s": round(p.elapsed_s, 3), "time": round(time.time(), 3)})
         message = f"stopped by {signal_name} at step {p.step}; continue with --resume"

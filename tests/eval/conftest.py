@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gocram.config import load_config
-from gocram.data.tokenizer import train_bpe
+from gocram.data.tokens.tokenizer import train_bpe
 from gocram.models.gpt import GPT
 from gocram.train.checkpoint import save_checkpoint
 from gocram.train.trainer import train

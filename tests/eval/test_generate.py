@@ -3,7 +3,7 @@ import torch
 
 from gocram.config import ImplConfig, ModelConfig
 from gocram.core.errors import ConfigError
-from gocram.data.tokenizer import load_tokenizer
+from gocram.data.tokens.tokenizer import load_tokenizer
 from gocram.eval.generate import SamplingConfig, filter_logits, generate
 from gocram.eval.kvcache import KVCache
 from gocram.models.gpt import GPT

@@ -5,7 +5,7 @@ import pytest
 
 from gocram.core.errors import GocramError
 from gocram.core.tokens import IGNORE_INDEX
-from gocram.data.tokenizer import FIM_MIDDLE, FIM_PREFIX, load_tokenizer
+from gocram.data.tokens.tokenizer import FIM_MIDDLE, FIM_PREFIX, load_tokenizer
 from gocram.eval.finetune import (
     FinetuneBatches,
     FinetuneOptions,
@@ -70,8 +70,8 @@ def test_heldout_scores():
 
 def test_heldout_functions_come_from_validation_packages_only(go_corpus):
     found = heldout_functions(go_corpus, 0.2, "gocram", limit=20)
-    from gocram.data.corpus import read_corpus
-    from gocram.data.split import split_by_package
+    from gocram.data.corpus.docs import read_corpus
+    from gocram.data.corpus.split import split_by_package
 
     _, val = split_by_package(read_corpus(go_corpus), 0.2, "gocram")
     val_sources = {f"{d.repo}/{d.path}" for d in val}

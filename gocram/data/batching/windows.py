@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from gocram.core.tokens import IGNORE_INDEX
-from gocram.data.batches import Batch
-from gocram.data.slots import default_slot
+from gocram.data.batching.batches import Batch
+from gocram.data.batching.slots import default_slot
 
 
 class RandomWindows:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 from gocram.core.errors import GocramError
+from gocram.core.files import atomic_path
 
 SPLITS = ("val", "train", "all")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from gocram.data.tokenizer.tricks import TRICKS
+    from gocram.data.tokens.tokenizer.tricks import TRICKS
 
     trick_help = "comma-separated tricks (empty: GPT-2-style baseline): " + ", ".join(TRICKS)
     p = sub.add_parser("tokenizer", help="train, evaluate and sweep Go tokenizers")
@@ -56,9 +56,9 @@ def _positive_ints(spec: str, flag: str) -> list[int]:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from gocram.data.tokenizer.core import train_bpe_with_idioms
-    from gocram.data.tokenizer.sweep import corpus_split, log
-    from gocram.data.tokenizer.tricks import parse_tricks
+    from gocram.data.tokens.tokenizer.core import train_bpe_with_idioms
+    from gocram.data.tokens.tokenizer.sweep import corpus_split, log
+    from gocram.data.tokens.tokenizer.tricks import parse_tricks
 
     tricks = parse_tricks(args.tricks, where="--tricks")
     out = Path(args.out)
@@ -72,17 +72,16 @@ def run_train(args: argparse.Namespace) -> int:
     for idiom in idioms[:20]:
         log(f"  idiom {idiom.text!r}: saves {idiom.gain:,} tokens on the mined sample")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tok.save(str(tmp))
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        tok.save(str(tmp))
     print(out)
     return 0
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from gocram.data.tokenizer.core import load_tokenizer
-    from gocram.data.tokenizer.stats import measure
-    from gocram.data.tokenizer.sweep import corpus_split
+    from gocram.data.tokens.tokenizer.core import load_tokenizer
+    from gocram.data.tokens.tokenizer.stats import measure
+    from gocram.data.tokens.tokenizer.sweep import corpus_split
 
     tok = load_tokenizer(args.tokenizer)
     split = corpus_split(args.corpus)
@@ -94,8 +93,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from gocram.data.tokenizer.sweep import VOCAB_SIZES, sweep
-    from gocram.data.tokenizer.tricks import parse_tricks
+    from gocram.data.tokens.tokenizer.sweep import VOCAB_SIZES, sweep
+    from gocram.data.tokens.tokenizer.tricks import parse_tricks
 
     vocab_sizes = _positive_ints(args.vocab, "--vocab") if args.vocab else list(VOCAB_SIZES)
     sets = None

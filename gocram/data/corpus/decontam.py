@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gocram.core.errors import GocramError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 # Go keywords and predeclared names: an n-gram made only of these (and short names) is an idiom
 # such as `for i := 0; i < n; i++ {`, found in any Go tree.

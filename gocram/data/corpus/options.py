@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from gocram.core.errors import ConfigError
-from gocram.data.redact import KINDS as REDACT_DETECTOR_KINDS
+from gocram.data.corpus.redact import KINDS as REDACT_DETECTOR_KINDS
 
 PERMISSIVE_LICENSES = (
     "apache-2", "expat", "mit", "bsd-2", "bsd-3", "isc", "public-domain", "wtfpl", "go",
@@ -94,7 +94,7 @@ class DecontamConfig:
             raise ConfigError(f"decontam.min_identifier_len must be >= 0, got {self.min_identifier_len}")
 
 
-REDACT_KINDS = REDACT_DETECTOR_KINDS  # every kind gocram.data.redact knows
+REDACT_KINDS = REDACT_DETECTOR_KINDS  # every kind gocram.data.corpus.redact knows
 
 
 @dataclass(frozen=True, kw_only=True)

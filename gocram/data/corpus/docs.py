@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gocram.core.errors import GocramError
+from gocram.core.files import atomic_path
 
 STACK_COLUMNS = (
     "content", "size", "ext", "lang", "max_stars_count", "max_stars_repo_name",
@@ -123,9 +124,8 @@ def stack_row(doc: Doc) -> dict:
 def write_rows(rows: list[dict], path: Path, *, zstd_level: int = 19) -> None:
     """Write Stack-schema rows atomically (temp file, then rename)."""
     table = pa.Table.from_pylist(rows, schema=STACK_SCHEMA)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd", compression_level=zstd_level)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", compression_level=zstd_level)
 
 
 def write_parquet(docs: Iterable[Doc], path: Path) -> int:

@@ -26,10 +26,11 @@ import numpy as np
 
 from gocram.config import DataConfig, EvalConfig
 from gocram.core.errors import GocramError
-from gocram.data.corpus import Doc, corpus_fingerprint, read_corpus
-from gocram.data.shards import ShardWriter, TokenShard, encode_docs, token_dtype, tokenizer_hash
-from gocram.data.split import split_by_package, unit_hash
-from gocram.data.tokenizer import load_tokenizer, token_byte_lengths, train_bpe
+from gocram.core.files import atomic_write_json
+from gocram.data.corpus.docs import Doc, corpus_fingerprint, read_corpus
+from gocram.data.corpus.split import split_by_package, unit_hash
+from gocram.data.tokens.shards import ShardWriter, TokenShard, encode_docs, token_dtype, tokenizer_hash
+from gocram.data.tokens.tokenizer import load_tokenizer, token_byte_lengths, train_bpe
 from gocram.eval.comparators import compare
 
 PREP_VERSION = 3  # 3: meta.json holds the comparators (xz, zstd, PPMd per file and joined)
@@ -168,9 +169,7 @@ def _build(data: DataConfig, ev: EvalConfig, vocab_size: int, out: Path) -> None
         "vocab_size": tok.get_vocab_size(),
         "val_set": [f"{d.repo}/{d.path}" for d in val_set],
     }
-    tmp = out / "meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, out / "meta.json")  # written last: its presence marks a complete cache entry
+    atomic_write_json(out / "meta.json", meta)  # written last: its presence marks a complete cache entry
 
 
 def prepare_data(data: DataConfig, ev: EvalConfig, vocab_size: int) -> PreparedData:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from gocram.data.corpus import line_stats
-from gocram.data.options import PERMISSIVE_LICENSES, FilterConfig
-from gocram.data.records import SourceFile
+from gocram.data.corpus.docs import line_stats
+from gocram.data.corpus.options import PERMISSIVE_LICENSES, FilterConfig
+from gocram.data.corpus.records import SourceFile
 
 GENERATED = re.compile(r"^// Code generated .* DO NOT EDIT\.$", re.MULTILINE)
 BINDATA = re.compile(r"func bindataRead\(|^// bindata\.go|_bindata = map\[string\]func", re.MULTILINE)

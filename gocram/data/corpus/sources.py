@@ -20,19 +20,19 @@ from pathlib import Path
 
 from gocram.core.errors import ConfigError, GocramError
 from gocram.core.registry import Registry
-from gocram.data.corpus import iter_parquet_rows
-from gocram.data.debian import (
+from gocram.data.corpus.debian import (
     installed_version,
     main_license,
     owned_files,
     read_package_list,
     relative_source_path,
 )
-from gocram.data.licenses import detect_license, is_repo_root
-from gocram.data.options import BuildConfig
-from gocram.data.records import SourceFile, from_stack_row
+from gocram.data.corpus.docs import iter_parquet_rows
+from gocram.data.corpus.licenses import detect_license, is_repo_root
+from gocram.data.corpus.options import BuildConfig
+from gocram.data.corpus.records import SourceFile, from_stack_row
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_DEBIAN_LIST = REPO_ROOT / "corpus" / "debian-go-packages.txt"
 STACK_DATASET = "bigcode/the-stack-dedup"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from gocram.data.corpus import Doc
+from gocram.data.corpus.docs import Doc
 
 
 def unit_hash(key: str, salt: str) -> float:

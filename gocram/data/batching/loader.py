@@ -17,9 +17,9 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from gocram.data.batches import LAYOUTS, Batch
-from gocram.data.shards import TokenShard
-from gocram.data.slots import default_slot
+from gocram.data.batching.batches import LAYOUTS, Batch
+from gocram.data.batching.slots import default_slot
+from gocram.data.tokens.shards import TokenShard
 
 
 class ShardDataset(IterableDataset):

@@ -30,17 +30,17 @@ from pathlib import Path
 import numpy as np
 
 from gocram.core.errors import GocramError
-from gocram.core.files import sha256_file
-from gocram.data.corpus import MANIFEST, WORK_DIR, iter_parquet_rows, read_manifest, write_rows
-from gocram.data.debian import DOC_DIR
-from gocram.data.decontam import Decontaminator
-from gocram.data.dedup import Signer, near_duplicate_clusters, normalized_hash
-from gocram.data.filters import drop_reason
-from gocram.data.options import BuildConfig, build_options
-from gocram.data.records import SourceFile, content_sha256, to_stack_row
-from gocram.data.redact import redact
-from gocram.data.sources import Source, open_source
-from gocram.data.split import unit_hash
+from gocram.core.files import atomic_path, atomic_write_text, sha256_file
+from gocram.data.corpus.debian import DOC_DIR
+from gocram.data.corpus.decontam import Decontaminator
+from gocram.data.corpus.dedup import Signer, near_duplicate_clusters, normalized_hash
+from gocram.data.corpus.docs import MANIFEST, WORK_DIR, iter_parquet_rows, read_manifest, write_rows
+from gocram.data.corpus.filters import drop_reason
+from gocram.data.corpus.options import BuildConfig, build_options
+from gocram.data.corpus.records import SourceFile, content_sha256, to_stack_row
+from gocram.data.corpus.redact import redact
+from gocram.data.corpus.sources import Source, open_source
+from gocram.data.corpus.split import unit_hash
 
 FORMAT = "gocram-corpus/1"
 REPORT = "report.json"
@@ -59,9 +59,8 @@ def _log(msg: str) -> None:
 
 
 def write_json(path: Path, obj, *, indent: int | None = 1) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=indent) + "\n")
-    os.replace(tmp, path)
+    """The corpus's JSON files end in a newline (they are committed and diffed)."""
+    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
 
 
 def split_of(repo: str, cfg: BuildConfig) -> str:
@@ -311,8 +310,8 @@ class Builder:
         ing.run(self.source)
         if ing.signer is not None:
             sig = np.stack(ing.signatures) if ing.signatures else np.zeros((0, 1), np.uint32)
-            np.save(self.work / "signatures.tmp.npy", sig)
-            os.replace(self.work / "signatures.tmp.npy", self.work / "signatures.npy")
+            with atomic_path(self.work / "signatures.npy") as tmp, open(tmp, "wb") as handle:
+                np.save(handle, sig)  # a handle: np.save would append .npy to a name
         state["ingest"] = ing.state()
         state["packages"] = self.source.packages
         state["notes"] = dict(self.source.notes)
@@ -335,8 +334,8 @@ class Builder:
              f"(threshold {self.cfg.near_dedup.threshold}, {self.cfg.near_dedup.num_perm} permutations)")
         roots = near_duplicate_clusters(sig, threshold=self.cfg.near_dedup.threshold) \
             if len(sig) else np.arange(0)
-        np.save(self.work / "roots.tmp.npy", roots)
-        os.replace(self.work / "roots.tmp.npy", path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, roots)
         state["near_dedup"] = {"s": time.perf_counter() - t0}
         self.save_state(state)
         return roots
@@ -502,9 +501,8 @@ class Builder:
         # One file entry per line: readable, diffable, and still valid JSON.
         body = json.dumps(manifest, indent=1)[:-2]
         lines = ",\n".join(json.dumps({"chunk": c["name"], **e}) for c in chunks for e in c["entries"])
-        tmp = self.out / (MANIFEST + ".tmp")
-        tmp.write_text(f'{body},\n "entries": [\n{lines}\n ]\n}}\n')
-        os.replace(tmp, self.out / MANIFEST)  # last: its presence marks a finished build
+        # last: its presence marks a finished build
+        atomic_write_text(self.out / MANIFEST, f'{body},\n "entries": [\n{lines}\n ]\n}}\n')
         # What an earlier build wrote and this one did not (stale chunks, licences): only those,
         # and only names of the shape gocram writes (a tampered manifest cannot reach outside DIR).
         stale_names = sorted(set(state["written"]) - written - {WORK_DIR})
@@ -570,6 +568,4 @@ def write_attribution(path: Path, packages: list[dict], source: str) -> None:
     ]
     lines += [f"| {p['package']} | {p['version']} | {p['license']} | {p['files']} | {p['bytes']} |"
               for p in packages if p.get("files")]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(lines) + "\n")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from gocram.core.errors import GocramError
 from gocram.core.files import sha256_file
-from gocram.data.build import REPORT
-from gocram.data.corpus import MANIFEST, read_manifest
+from gocram.data.corpus.build import REPORT
+from gocram.data.corpus.docs import MANIFEST, read_manifest
 
 
 def load_report(root: Path) -> tuple[dict, dict]:

@@ -19,11 +19,12 @@ from pathlib import Path
 
 from gocram.config import DataConfig
 from gocram.core.errors import GocramError
-from gocram.data.corpus import Doc, corpus_fingerprint, read_corpus
-from gocram.data.split import split_by_package
-from gocram.data.tokenizer.core import MAX_IDIOM_SHARE, train_bpe_with_idioms
-from gocram.data.tokenizer.stats import EMBEDDING_CONFIGS, embedding_share, measure
-from gocram.data.tokenizer.tricks import TRICKS, parse_tricks, tricks_name
+from gocram.core.files import atomic_write_json
+from gocram.data.corpus.docs import Doc, corpus_fingerprint, read_corpus
+from gocram.data.corpus.split import split_by_package
+from gocram.data.tokens.tokenizer.core import MAX_IDIOM_SHARE, train_bpe_with_idioms
+from gocram.data.tokens.tokenizer.stats import EMBEDDING_CONFIGS, embedding_share, measure
+from gocram.data.tokens.tokenizer.tricks import TRICKS, parse_tricks, tricks_name
 
 VOCAB_SIZES = (2048, 4096, 8192, 16384, 32768, 50304)
 # The combination the sweep reports as "best": every trick that cut tokens alone in the
@@ -98,17 +99,11 @@ def run_cell(split: CorpusSplit, vocab_size: int, tricks: tuple[str, ...], min_s
     }
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
-
-
 def sweep(corpus: str | Path, out: str | Path, vocab_sizes: Sequence[int] = VOCAB_SIZES,
           trick_sets: Sequence[tuple[str, ...]] | None = None, *, resume: bool = True,
           min_s: float = 1.0) -> dict:
     """Train and measure every (vocab size, trick set) cell; returns the rows document."""
-    from gocram.data.tokenizer.report import write_report
+    from gocram.data.tokens.tokenizer.report import write_report
 
     trick_sets = list(trick_sets) if trick_sets is not None else default_trick_sets()
     out = Path(out)
@@ -137,7 +132,7 @@ def sweep(corpus: str | Path, out: str | Path, vocab_sizes: Sequence[int] = VOCA
             row = run_cell(split, vocab_size, tricks, min_s)
             log(f"  {row['bytes_per_token']:.3f} bytes/token, trained in {row['train_s']:.1f}s")
             rows.append(row)
-            _write_json(rows_path, doc)
-    _write_json(rows_path, doc)
+            atomic_write_json(rows_path, doc)
+    atomic_write_json(rows_path, doc)
     write_report(doc, out)
     return doc

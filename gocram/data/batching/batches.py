@@ -36,10 +36,10 @@ class Batch:
 LAYOUTS = Registry("data layout")
 
 
-LAYOUTS.add("random", "gocram.data.windows:RandomWindows")
-LAYOUTS.add("concat", "gocram.data.layouts:ConcatBatches")
-LAYOUTS.add("padded", "gocram.data.layouts:PaddedBatches")
-LAYOUTS.add("packed", "gocram.data.layouts:PackedBatches")
+LAYOUTS.add("random", "gocram.data.batching.windows:RandomWindows")
+LAYOUTS.add("concat", "gocram.data.batching.layouts:ConcatBatches")
+LAYOUTS.add("padded", "gocram.data.batching.layouts:PaddedBatches")
+LAYOUTS.add("packed", "gocram.data.batching.layouts:PackedBatches")
 # A fine-tuned run's config names this layout, and any command reading that config must know the
 # name without importing the evaluation package.
 LAYOUTS.add("finetune", "gocram.eval.finetune:FinetuneBatches")

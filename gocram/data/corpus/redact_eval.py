@@ -1,6 +1,6 @@
 """How well redaction works: recall on planted secrets, and what it touches in real code.
 
-    python -m gocram.data.redact_eval [--corpus corpus/sample] [--out results/redaction]
+    python -m gocram.data.corpus.redact_eval [--corpus corpus/sample] [--out results/redaction]
 
 writes OUT/planted.json (per kind: planted, caught, recall, and each miss), OUT/sample.json (on
 the corpus: files and bytes, files touched, redactions per kind, a few examples per kind with
@@ -22,10 +22,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from gocram.data.corpus import iter_parquet_rows
-from gocram.data.redact import KINDS, redact
+from gocram.data.corpus.docs import iter_parquet_rows
+from gocram.data.corpus.redact import KINDS, redact
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -244,7 +244,7 @@ def sample_touch(corpus: Path, examples_per_kind: int = 5) -> dict:
 
 def summary_markdown(planted: dict, sample: dict) -> str:
     lines = ["# Redaction: planted-secrets recall and what it touches in real code", "",
-             "Written by `python -m gocram.data.redact_eval`; do not edit by hand.", "",
+             "Written by `python -m gocram.data.corpus.redact_eval`; do not edit by hand.", "",
              f"Planted set: {planted['planted']} files, {planted['caught']} caught "
              f"(recall {planted['recall']:.3f}).", "",
              "| kind | planted | caught | recall | missed shapes |", "|---|---|---|---|---|"]

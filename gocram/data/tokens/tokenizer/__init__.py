@@ -1,6 +1,6 @@
 """The tokenizer lab: byte-level BPE for Go, its Go-aware tricks, statistics and the sweep."""
 
-from gocram.data.tokenizer.core import (
+from gocram.data.tokens.tokenizer.core import (
     EOS,
     FIM_MIDDLE,
     FIM_PREFIX,
@@ -13,7 +13,7 @@ from gocram.data.tokenizer.core import (
     train_bpe,
     train_bpe_with_idioms,
 )
-from gocram.data.tokenizer.tricks import TRICKS, parse_tricks
+from gocram.data.tokens.tokenizer.tricks import TRICKS, parse_tricks
 
 __all__ = [
     "EOS", "FIM_MIDDLE", "FIM_PREFIX", "FIM_SUFFIX", "PAD", "SPECIAL_TOKENS", "TRICKS",

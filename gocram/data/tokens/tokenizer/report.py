@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from gocram.data.tokenizer.stats import EMBEDDING_CONFIGS
+from gocram.core.files import atomic_path, atomic_write_text
+from gocram.data.tokens.tokenizer.stats import EMBEDDING_CONFIGS
 
 TARGET_REDUCTION = 0.10  # the target: >= 10% fewer tokens than the baseline
 
@@ -154,14 +154,11 @@ def render_plot(doc: dict, path: Path) -> None:
     commits = ", ".join(sorted({str(env["commit"])[:12] for env, _ in environments(rows)}))
     fig.suptitle(f"{doc['identity']['corpus']} val split; commit {commits}", fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")  # the temp name's suffix is .tmp
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_report(doc: dict, out: Path) -> None:
-    tmp = out / "tokenizers.md.tmp"
-    tmp.write_text(render_markdown(doc))
-    os.replace(tmp, out / "tokenizers.md")
+    atomic_write_text(out / "tokenizers.md", render_markdown(doc))
     render_plot(doc, out / "tokenizers.png")

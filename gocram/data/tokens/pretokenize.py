@@ -14,10 +14,10 @@ from pathlib import Path
 
 from gocram.core.errors import GocramError
 from gocram.core.files import sha256_file
-from gocram.data.build import Progress, write_json
-from gocram.data.corpus import corpus_files, iter_parquet_rows, read_manifest
-from gocram.data.shards import ShardWriter, TokenShard, encode_docs, token_dtype, tokenizer_hash
-from gocram.data.tokenizer import load_tokenizer
+from gocram.data.corpus.build import Progress, write_json
+from gocram.data.corpus.docs import corpus_files, iter_parquet_rows, read_manifest
+from gocram.data.tokens.shards import ShardWriter, TokenShard, encode_docs, token_dtype, tokenizer_hash
+from gocram.data.tokens.tokenizer import load_tokenizer
 
 INDEX = "shards.json"
 FORMAT = "gocram-shards/1"

@@ -13,8 +13,8 @@ import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from gocram.core.errors import GocramError
-from gocram.data.tokenizer.idioms import PER_FILE_CAP, SAMPLE_BYTES, Idiom, add_idioms
-from gocram.data.tokenizer.tricks import parse_tricks, split_pattern
+from gocram.data.tokens.tokenizer.idioms import PER_FILE_CAP, SAMPLE_BYTES, Idiom, add_idioms
+from gocram.data.tokens.tokenizer.tricks import parse_tricks, split_pattern
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"

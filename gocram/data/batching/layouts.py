@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from gocram.core.tokens import IGNORE_INDEX
-from gocram.data.batches import Batch
-from gocram.data.packing import best_fit_decreasing, split_document
-from gocram.data.shards import TokenShard
-from gocram.data.slots import default_slot
+from gocram.data.batching.batches import Batch
+from gocram.data.batching.packing import best_fit_decreasing, split_document
+from gocram.data.batching.slots import default_slot
+from gocram.data.tokens.shards import TokenShard
 
 
 def as_shards(source, doc_offsets) -> list[TokenShard]:

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, replace
 
 from gocram.core.errors import GocramError
-from gocram.data.corpus import git_blob_sha, line_stats
+from gocram.data.corpus.docs import git_blob_sha, line_stats
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,7 +13,7 @@ from tokenizers import Tokenizer
 
 from gocram.config import load_config, pad_vocab
 from gocram.core.errors import GocramError
-from gocram.data.tokenizer.core import token_byte_lengths
+from gocram.data.tokens.tokenizer.core import token_byte_lengths
 
 EMBEDDING_CONFIGS = ("tiny", "small")
 MIN_TIMED_S = 1.0  # encode the texts again until at least this long has passed

@@ -17,7 +17,6 @@ foreign file is a one-line error naming it, never silently wrong tokens.
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
 import zlib
 from collections.abc import Iterable
@@ -28,7 +27,8 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from gocram.core.errors import GocramError
-from gocram.data.tokenizer import eos_id
+from gocram.core.files import replace_durably, temp_path
+from gocram.data.tokens.tokenizer import eos_id
 
 MAGIC = b"GOCRAMTK"
 VERSION = 1
@@ -72,7 +72,7 @@ class ShardWriter:
         self.dtype = token_dtype(vocab_size)
         self.vocab_size = vocab_size
         self.tok_hash = bytes.fromhex(tokenizer_sha256)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.tmp = temp_path(self.path)
         self.handle = open(self.tmp, "wb")
         self.handle.write(b"\0" * HEADER_BYTES)
         self.offsets = [0]
@@ -97,10 +97,8 @@ class ShardWriter:
         header = fields + _CRC.pack(zlib.crc32(fields))
         self.handle.seek(0)
         self.handle.write(header.ljust(HEADER_BYTES, b"\0"))
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
         self.handle.close()
-        os.replace(self.tmp, self.path)
+        replace_durably(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:

@@ -1,0 +1,1 @@
+"""Building a corpus: sources, filters, dedup, decontamination, licences, redaction, the split, chunks."""

@@ -1,0 +1,1 @@
+"""From a corpus to tokens: the tokenizer, the cached prepare step, pretokenized shards."""
