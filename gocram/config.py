@@ -21,8 +21,6 @@ import difflib
 import hashlib
 import json
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +28,7 @@ from typing import Any, Literal
 import yaml
 
 from gocram.core.errors import ConfigError
+from gocram.core.typed import build_dataclass
 from gocram.plan import check_config  # the one place that knows the parts; it imports no config
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -395,56 +394,13 @@ LEGACY_PART_NAMES = {
 }
 
 
-def _check_type(value: Any, annotation: Any, where: str) -> Any:
-    """Return value (ints widened to float where a float is expected) or raise ConfigError."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _check_type(value, option, where)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{where}: expected {annotation}, got {value!r}")
-    if origin is Literal:
-        allowed = typing.get_args(annotation)
-        if value not in allowed:
-            raise ConfigError(f"{where}: must be one of {list(allowed)}, got {value!r}")
-        return value
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation is float and isinstance(value, str):
-        try:  # YAML 1.1 reads '1e-3' (no dot) as a string
-            return float(value)
-        except ValueError:
-            pass
-    if annotation is int and isinstance(value, bool):
-        raise ConfigError(f"{where}: expected int, got {value!r}")
-    if not isinstance(value, annotation):
-        raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
-    return value
-
-
 def _build_section(name: str, values: dict[str, Any]):
-    cls = SECTIONS[name]
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        if key not in known:
-            moved = MOVED_KEYS.get(f"{name}.{key}")
-            if moved:
-                raise ConfigError(f"config key '{name}.{key}' is now '{moved}' (how a run is "
-                                  f"computed lives in the impl section)")
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean '{name}.{close[0]}'?)" if close else ""
-            raise ConfigError(f"unknown config key '{name}.{key}'{hint}")
-        kwargs[key] = _check_type(value, hints[key], f"{name}.{key}")
-    return cls(**kwargs)
+    for key in values:
+        moved = MOVED_KEYS.get(f"{name}.{key}")
+        if moved:
+            raise ConfigError(f"config key '{name}.{key}' is now '{moved}' (how a run is "
+                              f"computed lives in the impl section)")
+    return build_dataclass(SECTIONS[name], values, f"{name}.", noun="config key")
 
 
 def build_config(values: dict[str, Any]) -> RunConfig:

@@ -10,17 +10,15 @@ redaction with placeholders.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from gocram.core.errors import ConfigError
+from gocram.core.typed import build_dataclass
 from gocram.data.corpus.redact import KINDS as REDACT_DETECTOR_KINDS
 
 PERMISSIVE_LICENSES = (
@@ -164,54 +162,6 @@ class BuildConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(annotation):
-            try:
-                return _coerce(value, option, where)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{where}: expected {annotation}, got {value!r}")
-    if origin is tuple:
-        items = value if isinstance(value, list | tuple) else [value]
-        (inner, _) = typing.get_args(annotation)
-        return tuple(_coerce(v, inner, where) for v in items)
-    if annotation is type(None):
-        if value is None:
-            return None
-        raise ConfigError(f"{where}: expected null, got {value!r}")
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation is int and isinstance(value, bool):
-        raise ConfigError(f"{where}: expected int, got {value!r}")
-    if annotation is str and value is not None and not isinstance(value, str):
-        return str(value)
-    if not isinstance(value, annotation):
-        raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
-    return value
-
-
-def _build(cls: type, values: dict[str, Any], prefix: str):
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        where = f"{prefix}{key}"
-        if key not in known:
-            close = difflib.get_close_matches(key, list(known), n=1)
-            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-            raise ConfigError(f"unknown build setting '{where}'{hint}")
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: expected a mapping")
-            kwargs[key] = _build(hint, value, f"{where}.")
-        else:
-            kwargs[key] = _coerce(value, hint, where)
-    return cls(**kwargs)
-
-
 def build_options(values: dict[str, Any] | None = None, overrides: list[str] = ()) -> BuildConfig:
     """A BuildConfig from nested values plus `section.key=value` overrides (YAML-parsed values)."""
     merged: dict[str, Any] = json.loads(json.dumps(values or {}))
@@ -226,4 +176,4 @@ def build_options(values: dict[str, Any] | None = None, overrides: list[str] = (
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {item!r}: {part} is not a section")
         node[parts[-1]] = yaml.safe_load(raw) if raw else None
-    return _build(BuildConfig, merged, "")
+    return build_dataclass(BuildConfig, merged, "", noun="build setting")
