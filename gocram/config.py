@@ -226,7 +226,9 @@ class ImplConfig:
     attention: str = "sdpa"  # an attention backend (models/parts.py ATTENTIONS)
     norm: str = "torch"  # who computes model.norm: torch (the reference) or triton
     activation: str = "torch"  # who computes model.activation (with the MLP's first bias)
-    loss: str = "torch"  # who computes model.loss: torch (full logits) or triton (chunked, fused)
+    # who computes model.loss: torch (full logits), chunked (plain torch, no full fp32 logits) or
+    # triton (chunked, fused kernel)
+    loss: str = "torch"
     compile: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # How the run spreads over processes (train/engines): single, ddp, fsdp, zero1, zero2, zero3.
