@@ -229,6 +229,9 @@ class ImplConfig:
     # who computes model.loss: torch (full logits), chunked (plain torch, no full fp32 logits) or
     # triton (chunked, fused kernel)
     loss: str = "torch"
+    # Who computes the AdamW update (train/optimizers.py ADAMW_KERNELS): for_loop, foreach or
+    # fused; auto = fused on CUDA, for_loop on CPU
+    optimizer_kernel: Literal["auto", "for_loop", "foreach", "fused"] = "auto"
     compile: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # How the run spreads over processes (train/engines): single, ddp, fsdp, zero1, zero2, zero3.

@@ -140,6 +140,8 @@ for _toggle in (
     _setting("impl.loss", "chunked_cross_entropy",
              "chunked linear+cross-entropy in plain torch (CPU and GPU), no full fp32 logits",
              group="loss", value="chunked"),
+    _setting("impl.optimizer_kernel", "adamw",
+             "who computes the AdamW update: for_loop, foreach or fused (torch's kernels, CPU too)"),
     _setting("impl.attention", "attention",
              "attention backend by name (math, sdpa, sdpa_flash, flex, flash_attn, xformers, ...)"),
     _setting("impl.compile", "compile",

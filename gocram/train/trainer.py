@@ -35,7 +35,7 @@ from gocram.train.checkpoint import list_checkpoints
 from gocram.train.clock import BudgetClock
 from gocram.train.engines import ENGINES
 from gocram.train.health import HealthGuard
-from gocram.train.optimizers import OPTIMIZERS, set_lr_multiplier
+from gocram.train.optimizers import OPTIMIZERS, resolve_adamw_kernel, set_lr_multiplier
 from gocram.train.runlog import NullLog, RunLog
 from gocram.train.schedule import ScheduleShape, lr_multiplier
 from gocram.train.signals import GracefulStop
@@ -131,8 +131,8 @@ class Trainer:
                                       run_matmul_shape(self.cfg.model, self.cfg.train.micro_batch))
 
     def _make_optimizer(self, model) -> torch.optim.Optimizer:
-        return self.optimizer_recipe.build(model.param_roles(), self.cfg.train,
-                                           fused=self.device.type == "cuda")
+        kernel = resolve_adamw_kernel(self.cfg.impl.optimizer_kernel, self.device.type)
+        return self.optimizer_recipe.build(model.param_roles(), self.cfg.train, kernel=kernel)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def checkpoint_state(self) -> dict:
