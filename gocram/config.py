@@ -233,6 +233,10 @@ class ImplConfig:
     # fused; auto = fused on CUDA, for_loop on CPU
     optimizer_kernel: Literal["auto", "for_loop", "foreach", "fused"] = "auto"
     compile: bool = False
+    # torch.compile's mode under impl.compile (train/compile.py); inductor caches its code under
+    # the data cache directory, and a row says whether it compiled (cold) or loaded (warm)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune",
+                          "max-autotune-no-cudagraphs"] = "default"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # How the run spreads over processes (train/engines): single, ddp, fsdp, zero1, zero2, zero3.
     engine: str = "single"

@@ -146,6 +146,11 @@ for _toggle in (
              "attention backend by name (math, sdpa, sdpa_flash, flex, flash_attn, xformers, ...)"),
     _setting("impl.compile", "compile",
              "torch.compile the training model (compile time counts against the budget)", value=True),
+    Toggle(name="compile_mode", group="compile", takes_value=True,
+           writes=("impl.compile", "impl.compile_mode"),
+           description="torch.compile with a mode (default, reduce-overhead, max-autotune: "
+                       "inductor's GEMM templates, max-autotune-no-cudagraphs)",
+           apply=lambda cfg, v: {"impl.compile": True, "impl.compile_mode": v}),
     _setting("data.layout", "layout", "how batches are cut from documents (random, concat, padded, packed)"),
     _setting("train.precision", "precision", "fp32, bf16 autocast, or fp16 autocast with loss scaling"),
     _setting("model.vocab_size", "vocab", "tokenizer vocabulary size (a BPE is trained for it)"),

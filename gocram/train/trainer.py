@@ -26,13 +26,14 @@ from gocram.core.env import device_name, git_sha, peak_memory, pick_device, vers
 from gocram.core.errors import GocramError
 from gocram.core.tokens import IGNORE_INDEX
 from gocram.data.batches import LAYOUTS, layout_options
-from gocram.data.prepare import PreparedData, prepare_data
+from gocram.data.prepare import PreparedData, cache_root, prepare_data
 from gocram.data.windows import eval_chunks, sliding_windows
 from gocram.eval.bpb import Score, score_chunks
 from gocram.models.gpt import GPT
 from gocram.plan import PRECISION_DTYPES, Env, plan
 from gocram.train.checkpoint import list_checkpoints
 from gocram.train.clock import BudgetClock
+from gocram.train.compile import CompileCacheWatch, compile_model
 from gocram.train.engines import ENGINES
 from gocram.train.health import HealthGuard
 from gocram.train.optimizers import OPTIMIZERS, resolve_adamw_kernel, set_lr_multiplier
@@ -123,8 +124,9 @@ class Trainer:
         self.shape = ScheduleShape(warmup_frac=tc.warmup_frac, min_ratio=tc.min_lr_ratio,
                                    decay_frac=tc.decay_frac)
         self.stop_agreed = False  # a stop signal, once every rank has heard of it
+        self.compile_cache = CompileCacheWatch()
         if impl.compile:
-            self.step_model = torch.compile(self.step_model)
+            self.step_model = compile_model(self.step_model, impl.compile_mode, cache_root(cfg.data))
 
     def _measure_cpu_peak(self) -> float:
         return cpu_matmul_peak_tflops(PRECISION_DTYPES[self.precision],
@@ -425,7 +427,9 @@ class Trainer:
             "mfu": mfu_value, "mfu_note": mfu_note, "flops_per_token": fpt,
             "steps": p.step, "tokens": p.tokens, "bytes": p.bytes,
             "budget_s": cfg.train.budget_s, "elapsed_s": p.elapsed_s,
-            "compile_s": compile_s, "eval_s": p.eval_s, "ckpt_s": p.ckpt_s,
+            "compile_s": compile_s,
+            "compile_cache": self.compile_cache.verdict() if cfg.impl.compile else None,
+            "eval_s": p.eval_s, "ckpt_s": p.ckpt_s,
             "peak_mem_bytes": mem, "peak_mem_kind": mem_kind,
             "n_params": self.n_params, "precision": self.precision,
             "engine": cfg.impl.engine, "world_size": self.engine.world_size,
