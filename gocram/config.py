@@ -238,6 +238,9 @@ class ImplConfig:
     compile_mode: Literal["default", "reduce-overhead", "max-autotune",
                           "max-autotune-no-cudagraphs"] = "default"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # torch's intra-op threads, set once when the run starts (torch.set_num_threads); 0 = leave
+    # torch's default (or what OMP_NUM_THREADS says)
+    threads: int = bounded(0, ge=0, le=4096)
     # How the run spreads over processes (train/engines): single, ddp, fsdp, zero1, zero2, zero3.
     engine: str = "single"
     eval_micro_batch: int = bounded(16, ge=1, le=1 << 16)

@@ -52,7 +52,7 @@ def test_two_toggles_of_one_group_conflict():
 def test_every_toggle_applies_as_config_overrides(base):
     samples = {"attention": "sdpa_flash", "layout": "packed", "precision": "bf16", "vocab": 1024,
                "token_drop": 0.25, "tokenizer": "go,ws", "optimizer": "muon",
-               "adamw": "fused"}
+               "adamw": "fused", "threads": 2, "compile_mode": "max-autotune"}
     for name, toggle in TOGGLES.items():
         if name == "engine":  # a launcher, covered by the engine tests
             continue

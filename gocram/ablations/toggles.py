@@ -142,6 +142,7 @@ for _toggle in (
              group="loss", value="chunked"),
     _setting("impl.optimizer_kernel", "adamw",
              "who computes the AdamW update: for_loop, foreach or fused (torch's kernels, CPU too)"),
+    _setting("impl.threads", "threads", "torch's intra-op CPU threads for the run (0 = torch's default)"),
     _setting("impl.attention", "attention",
              "attention backend by name (math, sdpa, sdpa_flash, flex, flash_attn, xformers, ...)"),
     _setting("impl.compile", "compile",

@@ -83,6 +83,11 @@ class Trainer:
         self.plan.raise_if_blocked()  # before any data is prepared
         self.precision = self.plan.precision
         self.autocast = autocast_for(self.precision, self.device)
+        # Before anything runs an op: the peak measured next and every step use this many threads.
+        # Inter-op threads are left alone: torch allows setting them only once per process, before
+        # any inter-op work, which a run inside a harness or test process cannot promise.
+        if cfg.impl.threads:
+            torch.set_num_threads(cfg.impl.threads)
         # The CPU MFU basis: measured now, before any loader thread, and again at the end (best kept).
         self.cpu_peak_tflops = self._measure_cpu_peak() if self.device.type == "cpu" else None
         if cfg.eval.stride > cfg.model.seq_len:
@@ -434,7 +439,7 @@ class Trainer:
             "n_params": self.n_params, "precision": self.precision,
             "engine": cfg.impl.engine, "world_size": self.engine.world_size,
             "optimizer": cfg.train.optimizer,
-            "device": self.device.type, "device_name": name,
+            "device": self.device.type, "device_name": name, "threads": torch.get_num_threads(),
             "val_curve": p.val_curve,
             "config_hash": cfg.hash(), "meaning_hash": cfg.meaning_hash(), "impl_hash": cfg.impl_hash(),
             "git_sha": git_sha(), "versions": versions(),
