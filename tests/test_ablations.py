@@ -142,6 +142,23 @@ def test_every_shipped_cell_builds_a_valid_config(path):
         apply_toggles(base, cell.toggles)
 
 
+def test_every_cpu_speed_cell_runs_on_cpu_and_is_exact():
+    """cpu-speed is the CPU's speed matrix: no cell may be 'unsupported' there, and every cell
+    but the base is exact (its loss per step is checked against the base cell's)."""
+    matrix = load_matrix("cpu-speed")
+    base = load_config(matrix.base, list(matrix.overrides))
+    cells = matrix.expand()
+    assert cells[0].name == "baseline" and len(cells) > 2
+    for cell in cells:
+        cfg = apply_toggles(base, cell.toggles)
+        reason = unsupported_reason(CPU, cfg)
+        if reason and "C compiler" in reason:
+            pytest.skip(reason)
+        assert reason is None, (cell.name, reason)
+        assert all(parse_spec(t)[0].kind == "exact" for t in cell.toggles), cell.name
+        assert cfg.meaning_hash() == base.meaning_hash(), cell.name
+
+
 # -- runner and report -----------------------------------------------------------------------------
 
 def test_a_matrix_records_every_cell_and_resumes(tmp_path, small_overrides, capsys):

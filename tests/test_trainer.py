@@ -124,11 +124,14 @@ def test_impl_threads_is_applied_at_run_start_and_validated(tmp_path, small_over
 
     from gocram.core.errors import ConfigError
 
-    steps = [*small_overrides, "train.clock=steps", "train.max_steps=2", "impl.ckpt_every_s=0"]
+    steps = [*small_overrides, "train.clock=steps", "train.max_steps=2", "impl.ckpt_every_s=0",
+             "impl.log_every_steps=1"]
     before = torch.get_num_threads()
     try:
         result = train(load_config("tiny", [*steps, "impl.threads=2"]), tmp_path / "two")
         assert result["threads"] == torch.get_num_threads() == 2
+        logged = [r["loss"] for r in read_log(tmp_path / "two") if "loss" in r]
+        assert [loss for loss, _ in result["first_losses"]] == logged and len(logged) == 2
         torch.set_num_threads(before)
         result = train(load_config("tiny", [*steps, "impl.threads=0"]), tmp_path / "default")
         assert result["threads"] == torch.get_num_threads() == before  # 0 leaves it alone

@@ -64,6 +64,12 @@ class Progress:
     next_ckpt_s: float = 0.0
     step_times: list[float] = field(default_factory=list)
     val_curve: list[list[float]] = field(default_factory=list)  # [elapsed_s, val_bpb] pairs
+    # [loss, lr] of the first FIRST_LOSSES steps (loss None on a skipped step): an exact toggle
+    # promises the same losses per step as its base cell, and the report checks it from these
+    first_losses: list[list[float | None]] = field(default_factory=list)
+
+
+FIRST_LOSSES = 20
 
 
 class Trainer:
@@ -152,7 +158,8 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "progress": {**p.__dict__, "step_times": list(p.step_times),
-                         "val_curve": [list(point) for point in p.val_curve]},
+                         "val_curve": [list(point) for point in p.val_curve],
+                         "first_losses": [list(point) for point in p.first_losses]},
             "config": self.cfg.to_dict(),
             "meaning_hash": self.cfg.meaning_hash(),
             "health": self.guard.state_dict(),
@@ -318,6 +325,8 @@ class Trainer:
                 p.step += 1
                 p.elapsed_s, p.tokens, p.bytes = clock.elapsed_s, p.tokens + tokens, p.bytes + n_bytes
                 p.step_times.append(took)
+                if p.step <= FIRST_LOSSES:
+                    p.first_losses.append([loss if self.last_skip is None else None, lr])
                 self.guard.watch_step(step=p.step, elapsed_s=p.elapsed_s, step_s=took,
                                       wait_s=self.last_wait_s, sampler=self.sampler)
                 if self.last_skip is None and (p.step % self.cfg.impl.log_every_steps == 0 or p.step == 1):
@@ -440,7 +449,7 @@ class Trainer:
             "engine": cfg.impl.engine, "world_size": self.engine.world_size,
             "optimizer": cfg.train.optimizer,
             "device": self.device.type, "device_name": name, "threads": torch.get_num_threads(),
-            "val_curve": p.val_curve,
+            "val_curve": p.val_curve, "first_losses": p.first_losses,
             "config_hash": cfg.hash(), "meaning_hash": cfg.meaning_hash(), "impl_hash": cfg.impl_hash(),
             "git_sha": git_sha(), "versions": versions(),
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
