@@ -265,9 +265,22 @@ class ImplConfig:
     attention: str = "sdpa"  # an attention backend (models/parts.py ATTENTIONS)
     norm: str = "torch"  # who computes model.norm: torch (the reference) or triton
     activation: str = "torch"  # who computes model.activation (with the MLP's first bias)
-    loss: str = "torch"  # who computes model.loss: torch (full logits) or triton (chunked, fused)
+    # who computes model.loss: torch (full logits), chunked (plain torch, no full fp32 logits) or
+    # triton (chunked, fused kernel)
+    loss: str = "torch"
+    # Who computes the AdamW update (train/optimizers.py ADAMW_KERNELS): for_loop, foreach or
+    # fused; auto = fused on CUDA, for_loop on CPU
+    optimizer_kernel: Literal["auto", "for_loop", "foreach", "fused"] = bounded(
+        "auto", hashed=UNLESS_DEFAULT)
     compile: bool = False
+    # torch.compile's mode under impl.compile (train/compile.py); inductor caches its code under
+    # the data cache directory, and a row says whether it compiled (cold) or loaded (warm)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune",
+                          "max-autotune-no-cudagraphs"] = bounded("default", hashed=UNLESS_DEFAULT)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # torch's intra-op threads, set once when the run starts (torch.set_num_threads); 0 = leave
+    # torch's default (or what OMP_NUM_THREADS says)
+    threads: int = bounded(0, ge=0, le=4096, hashed=UNLESS_DEFAULT)
     # How the run spreads over processes (train/engines): single, ddp, fsdp, zero1, zero2, zero3.
     engine: str = "single"
     eval_micro_batch: int = bounded(16, ge=1, le=1 << 16)

@@ -123,6 +123,9 @@ def _combination_reasons(cfg: RunConfig) -> list[str]:
         reasons.append(f"data.layout={cfg.data.layout!r} needs a document mask, but "
                        f"impl.attention={cfg.impl.attention!r} cannot apply one ({why}); "
                        f"choose one of {able}")
+    if cfg.impl.compile_mode != "default" and not cfg.impl.compile:
+        reasons.append(f"impl.compile_mode={cfg.impl.compile_mode!r} needs impl.compile=true "
+                       f"(without it nothing is compiled)")
     engine = ENGINES.get(cfg.impl.engine)
     where = f"impl.engine={cfg.impl.engine!r}"
     if cfg.impl.compile and not engine.supports_compile:

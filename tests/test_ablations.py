@@ -52,7 +52,8 @@ def test_two_toggles_of_one_group_conflict():
 def test_every_toggle_applies_as_config_overrides(base):
     samples = {"attention": "sdpa_flash", "layout": "packed", "precision": "bf16", "vocab": 1024,
                "token_drop": 0.25, "tokenizer": "go,ws", "optimizer": "muon", "activation": "relu2",
-               "softcap": 15, "value_embeddings": 1, "bigram": 64, "batch_ramp": 0.5}
+               "softcap": 15, "value_embeddings": 1, "bigram": 64, "batch_ramp": 0.5,
+               "adamw": "fused", "threads": 2, "compile_mode": "max-autotune"}
     for name, toggle in TOGGLES.items():
         if name == "engine":  # a launcher, covered by the engine tests
             continue
@@ -140,6 +141,23 @@ def test_every_shipped_cell_builds_a_valid_config(path):
     base = load_config(matrix.base, list(matrix.overrides))
     for cell in matrix.expand():
         apply_toggles(base, cell.toggles)
+
+
+def test_every_cpu_speed_cell_runs_on_cpu_and_is_exact():
+    """cpu-speed is the CPU's speed matrix: no cell may be 'unsupported' there, and every cell
+    but the base is exact (its loss per step is checked against the base cell's)."""
+    matrix = load_matrix("cpu-speed")
+    base = load_config(matrix.base, list(matrix.overrides))
+    cells = matrix.expand()
+    assert cells[0].name == "baseline" and len(cells) > 2
+    for cell in cells:
+        cfg = apply_toggles(base, cell.toggles)
+        reason = unsupported_reason(CPU, cfg)
+        if reason and "C compiler" in reason:
+            pytest.skip(reason)
+        assert reason is None, (cell.name, reason)
+        assert all(parse_spec(t)[0].kind == "exact" for t in cell.toggles), cell.name
+        assert cfg.meaning_hash() == base.meaning_hash(), cell.name
 
 
 # -- runner and report -----------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def test_training_with_kernel_matches_reference(kernel, reference, small_overrid
 def test_kernels_are_registered_lazily():
     assert NORMS.impls("layernorm") == ["torch", "triton"]
     assert ACTIVATIONS.impls("gelu") == ACTIVATIONS.impls("gelu_tanh") == ["torch", "triton"]
-    assert LOSSES.impls("cross_entropy") == ["torch", "triton"]
+    assert LOSSES.impls("cross_entropy") == ["chunked", "torch", "triton"]
 
 
 @needs_kernels

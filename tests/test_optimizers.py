@@ -10,9 +10,11 @@ import shutil
 import pytest
 import torch
 
+from gocram.ablations.toggles import apply_toggles
 from gocram.config import ModelConfig, load_config
+from gocram.core.errors import ConfigError
 from gocram.models.gpt import GPT
-from gocram.train.optimizers import OPTIMIZERS, MuonRecipe, set_lr_multiplier
+from gocram.train.optimizers import OPTIMIZERS, MuonRecipe, resolve_adamw_kernel, set_lr_multiplier
 from gocram.train.trainer import train
 from tests.test_engines import final_params, losses, max_diff, torchrun
 
@@ -29,7 +31,7 @@ def _train_cfg(**kw):
 def test_muon_takes_the_block_matrices_and_adamw_the_rest():
     model = _model()
     optimizer = OPTIMIZERS.get("muon").build(model.param_roles(), _train_cfg(lr=0.003, matrix_lr=0.05),
-                                             fused=False)
+                                             kernel="for_loop")
     muon_params = {id(p) for g in optimizer.parts["muon"].param_groups for p in g["params"]}
     blocks = {id(p) for name, p in model.named_parameters() if name.startswith("blocks.") and p.dim() == 2}
     assert muon_params == blocks
@@ -43,7 +45,8 @@ def test_muon_takes_the_block_matrices_and_adamw_the_rest():
 
 def test_adamw_is_one_optimizer_with_decay_on_matrices_only():
     model = _model()
-    optimizer = OPTIMIZERS.get("adamw").build(model.param_roles(), _train_cfg(weight_decay=0.1), fused=False)
+    optimizer = OPTIMIZERS.get("adamw").build(model.param_roles(), _train_cfg(weight_decay=0.1),
+                                              kernel="for_loop")
     assert list(optimizer.parts) == ["adamw"]
     decayed = [g for g in optimizer.param_groups if g["weight_decay"] > 0]
     assert all(p.dim() == 2 for g in decayed for p in g["params"])
@@ -56,7 +59,7 @@ def test_muon_momentum_warms_up_over_the_stated_budget_fraction():
     assert MuonRecipe.momentum_at(0.1, tc) == pytest.approx(0.90)
     assert MuonRecipe.momentum_at(0.2, tc) == MuonRecipe.momentum_at(0.9, tc) == pytest.approx(0.95)
     model = _model()
-    optimizer = OPTIMIZERS.get("muon").build(model.param_roles(), tc, fused=False)
+    optimizer = OPTIMIZERS.get("muon").build(model.param_roles(), tc, kernel="for_loop")
     MuonRecipe.set_budget_fraction(optimizer, 0.05, tc)
     assert optimizer.parts["muon"].param_groups[0]["momentum"] == pytest.approx(0.875)
 
@@ -64,7 +67,7 @@ def test_muon_momentum_warms_up_over_the_stated_budget_fraction():
 def test_grouped_state_round_trips():
     model = _model()
     tc = _train_cfg()
-    optimizer = OPTIMIZERS.get("muon").build(model.param_roles(), tc, fused=False)
+    optimizer = OPTIMIZERS.get("muon").build(model.param_roles(), tc, kernel="for_loop")
     idx = torch.randint(0, 100, (4, 16))
     for _ in range(2):
         model(idx, idx).backward()
@@ -73,7 +76,7 @@ def test_grouped_state_round_trips():
     state = copy.deepcopy(optimizer.state_dict())  # torch's state_dict shares the live tensors
     twin = _model()
     twin.load_state_dict(model.state_dict())
-    restored = OPTIMIZERS.get("muon").build(twin.param_roles(), tc, fused=False)
+    restored = OPTIMIZERS.get("muon").build(twin.param_roles(), tc, kernel="for_loop")
     restored.load_state_dict(state)
     for m, opt in ((model, optimizer), (twin, restored)):
         m(idx, idx).backward()
@@ -126,3 +129,69 @@ def test_muon_under_ddp_matches_one_process(tmp_path, go_corpus, cache_dir):
     assert losses(ddp) == pytest.approx(losses(single), rel=1e-4)
     # Newton-Schulz runs in bf16: an fp32 reduction-order difference can flip a bf16 rounding
     assert max_diff(final_params(ddp), final_params(single)) < 2e-3
+
+
+# -- who computes the AdamW update (impl.optimizer_kernel) ---------------------------------------
+KERNEL_STEPS = ["train.clock=steps", "train.max_steps=6", "impl.ckpt_every_steps=3", "impl.ckpt_every_s=0",
+                "impl.log_every_steps=1"]
+
+
+@pytest.fixture(scope="module")
+def kernel_runs(tmp_path_factory, go_corpus, cache_dir) -> dict:
+    """Six AdamW steps of the small model with each kernel (the checkpoints keep the parameters)."""
+    from tests.conftest import small_overrides_for
+
+    root = tmp_path_factory.mktemp("adamw_kernels")
+    runs = {}
+    for kernel in ("for_loop", "foreach", "fused"):
+        cfg = load_config("tiny", [*small_overrides_for(go_corpus, cache_dir), *KERNEL_STEPS,
+                                   f"impl.optimizer_kernel={kernel}"])
+        train(cfg, root / kernel)
+        runs[kernel] = root / kernel
+    return runs
+
+
+@pytest.mark.parametrize("kernel", ["foreach", "fused"])
+def test_adamw_kernels_train_like_the_loop(kernel_runs, kernel):
+    # The same update, summed in another order: fp32 rounding, compounded over six steps.
+    ref, run = kernel_runs["for_loop"], kernel_runs[kernel]
+    assert losses(run).keys() == losses(ref).keys() and len(losses(ref)) == 6
+    torch.testing.assert_close(torch.tensor(list(losses(run).values())),
+                               torch.tensor(list(losses(ref).values())), atol=1e-5, rtol=1e-5)
+    assert max_diff(final_params(run), final_params(ref)) < 1e-5
+    assert losses(ref)[6] < losses(ref)[1]  # the steps did update the parameters
+
+
+def test_a_fused_adamw_resume_is_exact(kernel_runs, tmp_path, go_corpus, cache_dir):
+    from tests.conftest import small_overrides_for
+
+    whole = kernel_runs["fused"]
+    resumed = tmp_path / "resumed"
+    shutil.copytree(whole, resumed)
+    last = list((resumed / "checkpoint").glob("ckpt-00000006*"))
+    assert last, "the run's last checkpoint is at step 6"
+    for path in last:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (resumed / "result.json").unlink()
+    cfg = load_config("tiny", [*small_overrides_for(go_corpus, cache_dir), *KERNEL_STEPS,
+                               "impl.optimizer_kernel=fused"])
+    train(cfg, resumed, resume=True)
+    assert max_diff(final_params(resumed), final_params(whole)) == 0.0
+    assert losses(resumed) == losses(whole)
+
+
+def test_the_adamw_setting_resolves_validates_and_toggles():
+    assert resolve_adamw_kernel("auto", "cuda") == "fused"
+    assert resolve_adamw_kernel("auto", "cpu") == "for_loop"
+    assert resolve_adamw_kernel("foreach", "cuda") == "foreach"
+    base = load_config("tiny")
+    cfg = apply_toggles(base, ("adamw=fused",))
+    assert cfg.impl.optimizer_kernel == "fused" and cfg.meaning_hash() == base.meaning_hash()
+    with pytest.raises(ConfigError, match="impl.optimizer_kernel"):
+        load_config("tiny", ["impl.optimizer_kernel=apex"])
+    tc = _train_cfg()
+    for kernel in ("for_loop", "foreach", "fused"):
+        for name in ("adamw", "muon"):
+            adamw = OPTIMIZERS.get(name).build(_model().param_roles(), tc, kernel=kernel).parts["adamw"]
+            assert (adamw.defaults["foreach"], adamw.defaults["fused"]) == (
+                kernel == "foreach", kernel == "fused"), (name, kernel)

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import typing
 
 import pytest
 import torch
 
 from gocram.config import load_config
+from gocram.core.errors import ConfigError
+from gocram.train.compile import COMPILE_MODES, inductor_cache_dir
 from gocram.train.trainer import Trainer
-from tests.conftest import small_overrides_for
+from tests.conftest import run_gocram, small_overrides_for
 
 STEPS = 8
 # Stated tolerances, in nats of the per-step training loss (about 6.2 at the start, the ln of the
@@ -46,11 +50,41 @@ def fp32_losses(tmp_path_factory, go_corpus, cache_dir) -> list[float]:
     return losses
 
 
-def test_compile_gives_the_eager_losses(tmp_path, go_corpus, cache_dir, fp32_losses):
-    trainer = _trainer(tmp_path, go_corpus, cache_dir, "run", "impl.compile=true")
-    result = trainer.run()
-    assert result["status"] == "ok" and result["compile_s"] > 0
-    assert _losses(tmp_path / "run") == pytest.approx(fp32_losses, abs=COMPILE_ATOL)
+def test_compile_gives_the_eager_losses_and_a_warm_cache_the_second_time(
+        tmp_path, go_corpus, cache_dir, fp32_losses):
+    """Two processes compile the same model with the same cache directory: the first compiles
+    (cold), the second loads inductor's cache (warm); both train to the eager losses."""
+    shutil.rmtree(inductor_cache_dir(cache_dir), ignore_errors=True)  # cold for this test
+    args = ["train", "--config", "tiny", *small_overrides_for(go_corpus, cache_dir),
+            "impl.attention=math", "train.clock=steps", f"train.max_steps={STEPS}",
+            "impl.log_every_steps=1", "impl.compile=true"]
+    results = []
+    for name in ("cold", "warm"):
+        done = run_gocram(*args, "--out", str(tmp_path / name))
+        assert done.returncode == 0, done.stderr[-3000:]
+        results.append(json.loads((tmp_path / name / "result.json").read_text()))
+        assert _losses(tmp_path / name) == pytest.approx(fp32_losses, abs=COMPILE_ATOL)
+    cold, warm = results
+    assert (cold["compile_cache"], warm["compile_cache"]) == ("cold", "warm")
+    assert cold["compile_s"] > 0 and warm["compile_s"] >= 0
+    assert any(inductor_cache_dir(cache_dir).iterdir())  # under the run's cache directory
+
+
+def test_compile_mode_validates_and_needs_compile():
+    from gocram.ablations.toggles import apply_toggles
+    from gocram.config import ImplConfig
+
+    base = load_config("tiny")
+    cfg = apply_toggles(base, ("compile_mode=max-autotune",))
+    assert (cfg.impl.compile, cfg.impl.compile_mode) == (True, "max-autotune")
+    assert cfg.meaning_hash() == base.meaning_hash()
+    assert typing.get_args(typing.get_type_hints(ImplConfig)["compile_mode"]) == COMPILE_MODES
+    with pytest.raises(ConfigError, match="impl.compile_mode='max-autotune' needs impl.compile=true"):
+        load_config("tiny", ["impl.compile_mode=max-autotune"])
+    with pytest.raises(ConfigError, match="impl.compile_mode"):
+        load_config("tiny", ["impl.compile=true", "impl.compile_mode=fast"])
+    with pytest.raises(ConfigError, match="both set compile"):
+        apply_toggles(base, ("compile", "compile_mode=max-autotune"))
 
 
 def test_bf16_stays_finite_and_close_to_fp32(tmp_path, go_corpus, cache_dir, fp32_losses):

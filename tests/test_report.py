@@ -108,3 +108,45 @@ def test_cpu_mfu_is_against_the_best_peak_the_table_measured_in_that_precision(t
     assert table["baseline"][MFU] == "50.0%" and table["slow"][MFU] == "40.0%"  # not 80%
     assert table["bf16"][MFU] == "37.5%"  # against its own precision's peak
     assert "one basis for every cell" in table["_text"]
+
+
+def _with_losses(row, losses, *, lr=1e-3, precision="fp32", compile_cache=None):
+    return {**row, "first_losses": [[loss, lr] for loss in losses], "precision": precision,
+            "compile_cache": compile_cache}
+
+
+def test_exact_cells_say_whether_their_first_losses_match_the_base_cell(tmp_path):
+    from gocram.ablations.report import LOSS_MATCH
+
+    base = [6.20, 6.10, 5.90]
+    rows = [_with_losses(_row("baseline", 0, 1000, 2.5), base),
+            _with_losses(_row("chunked", 0, 1100, 2.5, toggles=["chunked_cross_entropy"]),
+                         [x + 3e-6 for x in base]),
+            _with_losses(_row("broken", 0, 1100, 2.5, toggles=["compile"]),
+                         [base[0], base[1] + 0.02, base[2]], compile_cache="warm"),
+            _with_losses(_row("bf16", 0, 1100, 2.5, toggles=["compile"]),
+                         [x + 4e-3 for x in base], precision="bf16"),
+            _with_losses(_row("other-lr", 0, 1100, 2.5, toggles=["threads=2"]), base, lr=2e-3),
+            _with_losses(_row("vocab", 0, 1100, 2.4, toggles=["vocab=1"]), [5.0, 4.0, 3.0]),
+            _row("old", 0, 1100, 2.5, toggles=["adamw=fused"])]  # a row from before first_losses
+    rows[-2]["kinds"] = {"vocab=1": "approximate"}
+    table = _table(tmp_path, rows)
+    col = [c.strip(" |") for c in table["cell"]].index(LOSS_MATCH)
+    same = {cell: table[cell][col].strip(" |") for cell in ("baseline", "chunked", "broken", "bf16",
+                                                               "other-lr", "vocab", "old")}
+    assert same == {"baseline": "base", "chunked": "yes (max Δ 3e-06)", "broken": "NO (max Δ 2e-02)",
+                    "bf16": "yes (max Δ 4e-03)",  # within bf16's stated tolerance
+                    "other-lr": "n/a (LR differs)", "vocab": "-", "old": "-"}
+    assert "fp32 0.0001" in table["_text"]
+    compile_col = [c.strip(" |") for c in table["cell"]].index("compile s")
+    assert table["broken"][compile_col] == "0.0 (warm)" and table["chunked"][compile_col] == "0.0"
+    csv_header = (tmp_path / "m" / "dev" / "table.csv").read_text().splitlines()[0]
+    assert csv_header.endswith(LOSS_MATCH)
+
+
+def test_without_first_losses_the_table_has_no_loss_column(tmp_path):
+    from gocram.ablations.report import LOSS_MATCH
+
+    table = _table(tmp_path, [_row("baseline", 0, 1000, 2.5), _row("c", 0, 1100, 2.5, toggles=["compile"])])
+    assert LOSS_MATCH not in table["_text"]
+    assert table["cell"][-1].strip(" |") == "git"

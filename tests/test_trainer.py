@@ -117,3 +117,25 @@ def test_sigkill_then_resume_reproduces_the_uninterrupted_losses(tmp_path, small
     new_result = json.loads((killed / "result.json").read_text())
     assert new_result["val_bpb"] == ref_result["val_bpb"]
     assert new_result["tokens"] == ref_result["tokens"]
+
+
+def test_impl_threads_is_applied_at_run_start_and_validated(tmp_path, small_overrides):
+    import torch
+
+    from gocram.core.errors import ConfigError
+
+    steps = [*small_overrides, "train.clock=steps", "train.max_steps=2", "impl.ckpt_every_s=0",
+             "impl.log_every_steps=1"]
+    before = torch.get_num_threads()
+    try:
+        result = train(load_config("tiny", [*steps, "impl.threads=2"]), tmp_path / "two")
+        assert result["threads"] == torch.get_num_threads() == 2
+        logged = [r["loss"] for r in read_log(tmp_path / "two") if "loss" in r]
+        assert [loss for loss, _ in result["first_losses"]] == logged and len(logged) == 2
+        torch.set_num_threads(before)
+        result = train(load_config("tiny", [*steps, "impl.threads=0"]), tmp_path / "default")
+        assert result["threads"] == torch.get_num_threads() == before  # 0 leaves it alone
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="impl.threads must be"):
+        load_config("tiny", ["impl.threads=-1"])

@@ -162,27 +162,70 @@ def _mfu(s: CellSummary, best_peaks: dict[str, float]) -> str:
     return Stat(values).fmt(".1%") if values else "n/a"
 
 
+# How far an exact cell's first training losses may sit from its base cell's (same seed, same
+# commit) and still count as the same losses: fp32 reorders sums only; bf16 and fp16 round each
+# matmul's inputs, so fusing or chunking them moves the losses by a few bf16 ulps of the loss.
+LOSS_MATCH_ATOL = {"fp32": 1e-4, "bf16": 1e-2, "fp16": 1e-2}
+LOSS_MATCH = "loss ≡ base"  # the column, shown where the rows carry their first losses
+
+
+def loss_match(cell: CellSummary, base: CellSummary) -> str:
+    """Whether the cell's first training losses equal its base cell's, seed by seed, within
+    LOSS_MATCH_ATOL of the row's precision; n/a where the learning rates differed (the LR follows
+    the wall clock during warm-up and decay, so equal losses cannot be promised there)."""
+    base_by_seed = {r["seed"]: r for r in base.rows if r["status"] == "ok" and r.get("first_losses")}
+    deltas, ok = [], True
+    for row in (r for r in cell.rows if r["status"] == "ok" and r.get("first_losses")):
+        ref = base_by_seed.get(row["seed"])
+        if ref is None:
+            continue
+        pairs = list(zip(row["first_losses"], ref["first_losses"], strict=False))
+        if any(not math.isclose(lr, ref_lr, rel_tol=1e-9) for (_, lr), (_, ref_lr) in pairs):
+            return "n/a (LR differs)"
+        atol = LOSS_MATCH_ATOL.get(row.get("precision"), LOSS_MATCH_ATOL["fp32"])
+        for (loss, _), (ref_loss, _) in pairs:
+            if loss is None or ref_loss is None:
+                continue
+            deltas.append(abs(loss - ref_loss))
+            ok &= deltas[-1] <= atol
+    if not deltas:
+        return "-"
+    return f"{'yes' if ok else 'NO'} (max Δ {max(deltas):.0e})"
+
+
+def _compile_s(s: CellSummary) -> str:
+    """Compile seconds, with the inductor cache state (cold, warm) where the rows report it."""
+    text = s.stat("compile_s").fmt(".1f")
+    caches = sorted({r["compile_cache"] for r in s.rows if r["status"] == "ok" and r.get("compile_cache")})
+    return f"{text} ({'/'.join(caches)})" if caches else text
+
+
 def table_rows(summaries: list[CellSummary], runs: list[dict] | None = None) -> list[dict]:
     """One row per cell; `runs` (all rows of this matrix and device, superseded ones too) is where
     each cell's same-commit baseline is looked up (default: the summaries' own rows)."""
     base = next((s for s in summaries if s.cell == "baseline"), None)
     runs = runs if runs is not None else [r for s in summaries for r in s.rows]
     best_peaks = best_measured_peaks(runs)
+    with_losses = any(r.get("first_losses") for r in runs)
     out = []
     for s in summaries:
         tps, bpb = s.stat("tokens_per_s"), s.stat("val_bpb")
         d_tps = d_bpb = ("-", False)
+        same_losses = "base" if s is base else "-"
         if base and s is not base:
             ref, same_commit = baseline_for(s, base, runs)
             d_tps = _delta(tps, ref.stat("tokens_per_s"), True, same_commit)
             d_bpb = _delta(bpb, ref.stat("val_bpb"), False, same_commit)
+            if s.kinds == "exact" and same_commit:
+                same_losses = loss_match(s, ref)
         first = s.rows[0]
+        extra = {LOSS_MATCH: same_losses} if with_losses else {}
         out.append({
             "cell": s.cell, "kind": s.kinds, "status": s.status, "seeds": tps.n,
             "tokens/s": tps.fmt(",.0f"), "Δ tokens/s": d_tps[0],
             "bytes/s": s.stat("bytes_per_s").fmt(",.0f"), "val bpb": bpb.fmt(".4f"),
             "Δ bpb": d_bpb[0], "steps": s.stat("steps").fmt(".0f"),
-            "compile s": s.stat("compile_s").fmt(".1f"), "util": _util(s),
+            "compile s": _compile_s(s), "util": _util(s),
             "peak MiB": (f"{s.stat('peak_mem_bytes').mean / 2**20:,.0f}"
                          if s.stat("peak_mem_bytes").mean else "-"),
             "MFU": _mfu(s, best_peaks),
@@ -190,6 +233,7 @@ def table_rows(summaries: list[CellSummary], runs: list[dict] | None = None) -> 
             # numeric columns for the CSV
             "_tps_mean": tps.mean, "_tps_sd": tps.sd, "_bpb_mean": bpb.mean, "_bpb_sd": bpb.sd,
             "_xz_bpb": s.stat("xz_bpb").mean, "_toggles": " ".join(s.toggles),
+            **extra,
         })
     return out
 
@@ -207,15 +251,16 @@ def markdown(matrix: str, device: str, rows: list[dict], runs: list[dict], descr
     lines = [f"# Matrix `{matrix}` on {device}", ""]
     if description:
         lines += [description.strip(), ""]
+    columns = MD_COLUMNS + ([LOSS_MATCH] if rows and LOSS_MATCH in rows[0] else [])
     lines += [
         f"Budget per cell: {', '.join(f'{b:g}' for b in budgets)} s of training (compile included, "
         f"validation excluded). Versions: torch {versions.get('torch')}, triton {versions.get('triton')}, "
         f"python {versions.get('python')}. Commits: {commits}.",
         "",
-        "| " + " | ".join(MD_COLUMNS) + " |",
-        "|" + "|".join("---" for _ in MD_COLUMNS) + "|",
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
     ]
-    lines += ["| " + " | ".join(str(r[c]) for c in MD_COLUMNS) + " |" for r in rows]
+    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
     lines += [""]
     if xz:
         lines.append(f"`xz -9e` on the same validation bytes: {statistics.fmean(xz):.4f} bits per byte.")
@@ -234,6 +279,12 @@ def markdown(matrix: str, device: str, rows: list[dict], runs: list[dict], descr
                      "run with `--seeds 3` to flag deltas larger than the noise.")
     else:
         lines.append("Deltas in **bold** exceed two standard errors of the difference over seeds.")
+    if LOSS_MATCH in columns:
+        atol = ", ".join(f"{p} {t:g}" for p, t in LOSS_MATCH_ATOL.items())
+        kept = max((len(r["first_losses"]) for r in runs if r.get("first_losses")), default=0)
+        lines.append(f"{LOSS_MATCH}: an exact cell's first {kept} training losses against its "
+                     f"same-commit base cell's, seed by seed: yes within {atol} (by precision); n/a "
+                     f"where the learning rates differed (the LR follows the wall clock).")
     lines.append("Kinds: *exact* toggles may only change speed; *approximate* ones are judged by val bpb "
                  "at equal budget. Generated by `gocram lab` from results/runs.jsonl; do not edit.")
     return "\n".join(lines) + "\n"
@@ -243,6 +294,8 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     columns = ["cell", "_toggles", "kind", "status", "seeds", "_tps_mean", "_tps_sd", "bytes/s",
                "_bpb_mean", "_bpb_sd", "_xz_bpb", "Δ tokens/s", "Δ bpb", "steps", "compile s", "util",
                "peak MiB", "MFU", "config", "git"]
+    if rows and LOSS_MATCH in rows[0]:
+        columns.append(LOSS_MATCH)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow([c.lstrip("_") for c in columns])

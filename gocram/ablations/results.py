@@ -17,8 +17,9 @@ RESULT_FIELDS = (
     "steps", "tokens", "bytes", "tokens_per_s", "tokens_per_s_steady", "bytes_per_s", "mfu",
     "mfu_note", "flops_per_token", "peak_mem_bytes", "peak_mem_kind", "mean_gpu_util",
     "mean_cpu_util", "gpu_monitor_note", "mean_power_w", "energy_j", "gpu_mem_used_peak_bytes",
-    "compile_s", "eval_s", "ckpt_s", "elapsed_s", "val_loss", "val_bpb", "xz_bpb", "val_bytes",
-    "n_params", "precision", "val_curve", "profile_dir", "profile_top_ops",
+    "compile_s", "compile_cache", "eval_s", "ckpt_s", "elapsed_s", "val_loss", "val_bpb", "xz_bpb",
+    "val_bytes", "threads", "n_params", "precision", "val_curve", "first_losses", "profile_dir",
+    "profile_top_ops",
 )
 
 

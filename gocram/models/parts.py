@@ -2,8 +2,9 @@
 
 `model.norm`, `model.activation` and `model.loss` name the math; `impl.norm`, `impl.activation`
 and `impl.loss` name who computes it (`torch`, the reference, or `triton`, a fused kernel that must
-match it within tolerance). `impl.attention` names an attention backend: every backend computes the
-same causal softmax attention. Entries are lazy 'module:attr' paths, so this module imports none of
+match it within tolerance; the loss also has `chunked`, the same chunked linear + loss in plain
+torch). `impl.attention` names an attention backend: every backend computes the same causal
+softmax attention. Entries are lazy 'module:attr' paths, so this module imports none of
 them (Triton, flash-attn and xformers stay unimported until a run asks for them).
 
 Contracts (what a builder returns):
@@ -44,6 +45,7 @@ ACTIVATIONS.add("silu", f"{_LAYERS}:SiLU")
 
 LOSSES.add("cross_entropy", f"{_LAYERS}:cross_entropy_loss")
 LOSSES.add("cross_entropy", "gocram.kernels.cross_entropy:fused_cross_entropy", impl="triton")
+LOSSES.add("cross_entropy", "gocram.models.chunked_loss:chunked_cross_entropy", impl="chunked")
 SOFTCAP_LOSSES = {("cross_entropy", "torch")}  # (name, impl) taking the softcap keyword
 
 _ATTENTION = "gocram.models.attention"

@@ -10,6 +10,11 @@ budget-keyed multiplier (`set_lr_multiplier`), so a group's LR is named in the c
   `train.matrix_lr`, AdamW on the rest at `train.lr`; Muon's momentum warms up from
   `train.muon_momentum_start` to `train.muon_momentum` over the first `muon_momentum_warmup_frac`
   of the budget (modded-nanogpt's recipe).
+
+Who computes the AdamW update is `impl.optimizer_kernel` (ADAMW_KERNELS): torch's per-parameter
+loop, its multi-tensor `foreach` path, or its `fused` kernel (CUDA and, since torch 2.x, CPU);
+`auto` keeps the choice the trainer always made (fused on CUDA, the loop on CPU). The three
+compute the same update, equal within fp32 rounding (tests/test_optimizers.py).
 """
 
 from __future__ import annotations
@@ -22,6 +27,20 @@ import torch
 from gocram.core.registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
+
+# impl.optimizer_kernel -> torch.optim.AdamW's implementation flags
+ADAMW_KERNELS: dict[str, dict[str, bool]] = {
+    "for_loop": {"foreach": False, "fused": False},
+    "foreach": {"foreach": True, "fused": False},
+    "fused": {"foreach": False, "fused": True},
+}
+
+
+def resolve_adamw_kernel(requested: str, device_type: str) -> str:
+    """'auto' -> what the trainer always chose: fused on CUDA, the plain loop elsewhere."""
+    if requested != "auto":
+        return requested
+    return "fused" if device_type == "cuda" else "for_loop"
 
 
 class GroupedOptimizer:
@@ -87,11 +106,11 @@ class AdamWRecipe:
         return None
 
     @staticmethod
-    def build(roles: dict[str, list[torch.nn.Parameter]], tc, *, fused: bool) -> GroupedOptimizer:
+    def build(roles: dict[str, list[torch.nn.Parameter]], tc, *, kernel: str) -> GroupedOptimizer:
         groups = [_group(_by_role(roles, "matrix", "embedding", "head"), tc.lr, tc.weight_decay),
                   _group(_by_role(roles, "vector"), tc.lr, 0.0)]
         adamw = torch.optim.AdamW([g for g in groups if g["params"]], lr=tc.lr,
-                                  betas=(tc.beta1, tc.beta2), fused=fused)
+                                  betas=(tc.beta1, tc.beta2), **ADAMW_KERNELS[kernel])
         return GroupedOptimizer({"adamw": adamw})
 
     @staticmethod
@@ -112,7 +131,8 @@ class MuonRecipe:
                 "(FSDP) or owns the optimizer (DeepSpeed ZeRO); use engine single or ddp")
 
     @staticmethod
-    def build(roles: dict[str, list[torch.nn.Parameter]], tc, *, fused: bool) -> GroupedOptimizer:
+    def build(roles: dict[str, list[torch.nn.Parameter]], tc, *, kernel: str) -> GroupedOptimizer:
+        """kernel: an ADAMW_KERNELS name for the AdamW part (torch's Muon has a single path)."""
         matrices = _by_role(roles, "matrix")
         adam_groups = [_group(_by_role(roles, "embedding", "head"), tc.lr, tc.weight_decay),
                        _group(_by_role(roles, "vector"), tc.lr, 0.0)]
@@ -122,7 +142,7 @@ class MuonRecipe:
                 [_group(matrices, tc.matrix_lr, tc.weight_decay)], lr=tc.matrix_lr,
                 weight_decay=tc.weight_decay, momentum=tc.muon_momentum, nesterov=True)
         parts["adamw"] = torch.optim.AdamW([g for g in adam_groups if g["params"]], lr=tc.lr,
-                                           betas=(tc.beta1, tc.beta2), fused=fused)
+                                           betas=(tc.beta1, tc.beta2), **ADAMW_KERNELS[kernel])
         return GroupedOptimizer(parts)
 
     @staticmethod

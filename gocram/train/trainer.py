@@ -27,15 +27,16 @@ from gocram.core.files import atomic_write_json
 from gocram.core.tokens import IGNORE_INDEX
 from gocram.data.batching.batches import LAYOUTS, layout_options
 from gocram.data.batching.windows import eval_chunks, sliding_windows
-from gocram.data.tokens.prepare import PreparedData, prepare_data
+from gocram.data.tokens.prepare import PreparedData, cache_root, prepare_data
 from gocram.eval.bpb import Score, score_chunks
 from gocram.models.gpt import GPT
 from gocram.plan import PRECISION_DTYPES, Env, plan
 from gocram.train.checkpoint import list_checkpoints
 from gocram.train.clock import BudgetClock
+from gocram.train.compile import CompileCacheWatch, compile_model
 from gocram.train.engines import ENGINES
 from gocram.train.health import HealthGuard
-from gocram.train.optimizers import OPTIMIZERS, set_lr_multiplier
+from gocram.train.optimizers import OPTIMIZERS, resolve_adamw_kernel, set_lr_multiplier
 from gocram.train.runlog import NullLog, RunLog
 from gocram.train.schedule import ScheduleShape, lr_multiplier, ramp_accum
 from gocram.train.signals import GracefulStop, StopState
@@ -47,6 +48,10 @@ def autocast_for(precision: str, device: torch.device):
     if precision != "fp32":
         return partial(torch.autocast, device_type=device.type, dtype=PRECISION_DTYPES[precision])
     return nullcontext
+
+
+# Steps whose [loss, lr] a row keeps (Progress.first_losses).
+FIRST_LOSSES = 20
 
 
 @dataclass
@@ -63,13 +68,17 @@ class Progress:
     next_ckpt_s: float = 0.0
     step_times: list[float] = field(default_factory=list)
     val_curve: list[list[float]] = field(default_factory=list)  # [elapsed_s, val_bpb] pairs
+    # [loss, lr] of the first FIRST_LOSSES steps (loss None on a skipped step): an exact toggle
+    # promises the same losses per step as its base cell, and the report checks it from these
+    first_losses: list[list[float | None]] = field(default_factory=list)
 
     # What a rollback keeps: time spent stays spent, and the eval and checkpoint cadence goes on.
     SPENT = ("elapsed_s", "eval_s", "ckpt_s", "next_eval_s", "next_ckpt_s", "step_times")
 
     def state_dict(self) -> dict:
         return {**{f.name: getattr(self, f.name) for f in fields(self)},
-                "step_times": list(self.step_times), "val_curve": [list(p) for p in self.val_curve]}
+                "step_times": list(self.step_times), "val_curve": [list(p) for p in self.val_curve],
+                "first_losses": [list(p) for p in self.first_losses]}
 
     def load_state_dict(self, state: dict, *, keep_spent: bool = False) -> None:
         """Take a checkpoint's position in place (the training loop holds this object); with
@@ -104,6 +113,11 @@ class Trainer:
         self.plan.raise_if_blocked()  # before any data is prepared
         self.precision = self.plan.precision
         self.autocast = autocast_for(self.precision, self.device)
+        # Before anything runs an op: the peak measured next and every step use this many threads.
+        # Inter-op threads are left alone: torch allows setting them only once per process, before
+        # any inter-op work, which a run inside a harness or test process cannot promise.
+        if cfg.impl.threads:
+            torch.set_num_threads(cfg.impl.threads)
         # The CPU MFU basis: measured now, before any loader thread, and again at the end (best kept).
         self.cpu_peak_tflops = self._measure_cpu_peak() if self.device.type == "cpu" else None
         if cfg.eval.stride > cfg.model.seq_len:
@@ -144,16 +158,17 @@ class Trainer:
                                  next_ckpt_s=impl.ckpt_every_s or float("inf"))
         self.shape = ScheduleShape(warmup_frac=tc.warmup_frac, min_ratio=tc.min_lr_ratio,
                                    decay_frac=tc.decay_frac)
+        self.compile_cache = CompileCacheWatch()
         if impl.compile:
-            self.step_model = torch.compile(self.step_model)
+            self.step_model = compile_model(self.step_model, impl.compile_mode, cache_root(cfg.data))
 
     def _measure_cpu_peak(self) -> float:
         return cpu_matmul_peak_tflops(PRECISION_DTYPES[self.precision],
                                       run_matmul_shape(self.cfg.model, self.cfg.train.micro_batch))
 
     def _make_optimizer(self, model) -> torch.optim.Optimizer:
-        return self.optimizer_recipe.build(model.param_roles(), self.cfg.train,
-                                           fused=self.device.type == "cuda")
+        kernel = resolve_adamw_kernel(self.cfg.impl.optimizer_kernel, self.device.type)
+        return self.optimizer_recipe.build(model.param_roles(), self.cfg.train, kernel=kernel)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def checkpoint_state(self) -> dict:
@@ -332,6 +347,8 @@ class Trainer:
                 p.step += 1
                 p.elapsed_s, p.tokens, p.bytes = clock.elapsed_s, p.tokens + tokens, p.bytes + n_bytes
                 p.step_times.append(took)
+                if p.step <= FIRST_LOSSES:
+                    p.first_losses.append([loss if self.last_skip is None else None, lr])
                 self.guard.watch_step(step=p.step, elapsed_s=p.elapsed_s, step_s=took,
                                       wait_s=self.last_wait_s, sampler=self.sampler)
                 if self.last_skip is None and (p.step % self.cfg.impl.log_every_steps == 0 or p.step == 1):
@@ -433,13 +450,15 @@ class Trainer:
             "mfu": mfu_value, "mfu_note": mfu_note, "flops_per_token": fpt,
             "steps": p.step, "tokens": p.tokens, "bytes": p.bytes,
             "budget_s": cfg.train.budget_s, "elapsed_s": p.elapsed_s,
-            "compile_s": compile_s, "eval_s": p.eval_s, "ckpt_s": p.ckpt_s,
+            "compile_s": compile_s,
+            "compile_cache": self.compile_cache.verdict() if cfg.impl.compile else None,
+            "eval_s": p.eval_s, "ckpt_s": p.ckpt_s,
             "peak_mem_bytes": mem, "peak_mem_kind": mem_kind,
             "n_params": self.n_params, "precision": self.precision,
             "engine": cfg.impl.engine, "world_size": self.engine.world_size,
             "optimizer": cfg.train.optimizer,
-            "device": self.device.type, "device_name": name,
-            "val_curve": p.val_curve,
+            "device": self.device.type, "device_name": name, "threads": torch.get_num_threads(),
+            "val_curve": p.val_curve, "first_losses": p.first_losses,
             "config_hash": cfg.hash(), "meaning_hash": cfg.meaning_hash(), "impl_hash": cfg.impl_hash(),
             "git_sha": git_sha(), "versions": versions(),
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

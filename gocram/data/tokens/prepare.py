@@ -172,8 +172,13 @@ def _build(data: DataConfig, ev: EvalConfig, vocab_size: int, out: Path) -> None
     atomic_write_json(out / "meta.json", meta)  # written last: its presence marks a complete cache entry
 
 
+def cache_root(data: DataConfig) -> Path:
+    """The run's cache directory: data.cache_dir, else $GOCRAM_CACHE or ~/.cache/gocram."""
+    return Path(data.cache_dir) if data.cache_dir else default_cache_dir()
+
+
 def prepare_data(data: DataConfig, ev: EvalConfig, vocab_size: int) -> PreparedData:
-    cache = Path(data.cache_dir) if data.cache_dir else default_cache_dir()
+    cache = cache_root(data)
     out = cache / "prepared" / _cache_key(data, ev, vocab_size)
     with _locked(out.with_suffix(".lock")):
         if not (out / "meta.json").exists():
