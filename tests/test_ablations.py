@@ -52,7 +52,8 @@ def test_two_toggles_of_one_group_conflict():
 def test_every_toggle_applies_as_config_overrides(base):
     samples = {"attention": "sdpa_flash", "layout": "packed", "precision": "bf16", "vocab": 1024,
                "token_drop": 0.25, "tokenizer": "go,ws", "optimizer": "muon", "activation": "relu2",
-               "softcap": 15, "value_embeddings": 1, "bigram": 64, "batch_ramp": 0.5}
+               "softcap": 15, "value_embeddings": 1, "bigram": 64, "batch_ramp": 0.5, "size": "2x128",
+               "batch_tokens": 512, "lr": 0.001, "matrix_lr": 0.01}
     for name, toggle in TOGGLES.items():
         if name == "engine":  # a launcher, covered by the engine tests
             continue
