@@ -66,3 +66,9 @@ def test_bpb_vs_params_is_written_only_when_the_cells_differ_in_size(tmp_path):
     written = write_reports(one_size, tmp_path / "one", "m")
     assert not any(p.name == "bpb_vs_params.png" for p in written)
     assert not (tmp_path / "one" / "m" / "dev" / "bpb_vs_params.png").exists()
+
+
+def test_two_toggles_writing_one_field_are_rejected_not_silently_overwritten():
+    # both split the batch: engine over processes, batch_tokens over micro-batches
+    with pytest.raises(ConfigError, match=r"both set train\.(micro_batch|batch_tokens)"):
+        apply_toggles(load_config("tiny"), ("engine=ddp", "batch_tokens=8192"))

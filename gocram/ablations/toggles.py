@@ -84,11 +84,15 @@ def apply_toggles(cfg: RunConfig, specs: tuple[str, ...]) -> RunConfig:
     order of a cell's toggles never matters."""
     check_groups(specs)
     values = cfg.to_dict()
+    written_by: dict[str, str] = {}  # two toggles setting one field: the last would win silently
     for spec in specs:
         toggle, value = parse_spec(spec)
         for key, new in toggle.apply(cfg, value).items():
             if key not in toggle.writes:
                 raise ValueError(f"toggle {toggle.name!r} wrote {key!r}, not one of {toggle.writes}")
+            if written_by.setdefault(key, spec) != spec:
+                raise ConfigError(f"toggles {written_by[key]!r} and {spec!r} both set {key}; "
+                                  "a cell takes one")
             section, _, field_name = key.partition(".")
             values[section][field_name] = new
     try:
