@@ -53,7 +53,8 @@ def test_every_toggle_applies_as_config_overrides(base):
     samples = {"attention": "sdpa_flash", "layout": "packed", "precision": "bf16", "vocab": 1024,
                "token_drop": 0.25, "tokenizer": "go,ws", "optimizer": "muon", "activation": "relu2",
                "softcap": 15, "value_embeddings": 1, "bigram": 64, "batch_ramp": 0.5,
-               "adamw": "fused", "threads": 2, "compile_mode": "max-autotune"}
+               "adamw": "fused", "threads": 2, "compile_mode": "max-autotune", "size": "2x128",
+               "batch_tokens": 512, "lr": 0.001, "matrix_lr": 0.01}
     for name, toggle in TOGGLES.items():
         if name == "engine":  # a launcher, covered by the engine tests
             continue

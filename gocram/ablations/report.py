@@ -341,8 +341,34 @@ def plot_pareto(path: Path, summaries: list[CellSummary], title: str) -> None:
     plt.close(fig)
 
 
+def plot_bpb_vs_params(path: Path, summaries: list[CellSummary], title: str) -> list[Path]:
+    """Final val bpb against parameters (log x), one point per cell with its sd over seeds: written
+    only where the cells differ in size (a size sweep), so the written paths are returned."""
+    sized = [s for s in summaries if s.status == "ok" and s.stat("val_bpb").mean is not None
+             and s.stat("n_params").mean is not None]
+    if len({s.stat("n_params").mean for s in sized}) < 2:
+        return []
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for s in sized:
+        x, bpb = s.stat("n_params").mean, s.stat("val_bpb")
+        ax.errorbar(x, bpb.mean, yerr=bpb.sd, fmt="o", color="C0", capsize=3)
+        ax.annotate(s.cell, (x, bpb.mean), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    for axis in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):  # "4M", not "4x10^6"
+        axis(matplotlib.ticker.EngFormatter(sep=""))
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("final val bits per byte (lower is better)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
+
+
 def write_reports(all_rows: list[dict], results_dir: Path, matrix: str, description: str = "") -> list[Path]:
-    """For each device that ran this matrix: table.md, table.csv, bpb_vs_time.png, pareto.png."""
+    """For each device that ran this matrix: table.md, table.csv, bpb_vs_time.png, pareto.png, and
+    bpb_vs_params.png where the cells differ in size."""
     written = []
     devices = sorted({r["device_name"] for r in all_rows if r["matrix"] == matrix})
     for device in devices:
@@ -356,6 +382,7 @@ def write_reports(all_rows: list[dict], results_dir: Path, matrix: str, descript
         plot_curves(out / "bpb_vs_time.png", summaries, f"{matrix}: val bpb over training time")
         plot_pareto(out / "pareto.png", summaries, f"{matrix}: speed vs quality")
         written += [out / "table.md", out / "table.csv", out / "bpb_vs_time.png", out / "pareto.png"]
+        written += plot_bpb_vs_params(out / "bpb_vs_params.png", summaries, f"{matrix}: val bpb by size")
         profiled = [r for r in latest_per_run(runs) if r.get("profile_top_ops")]
         if profiled:  # runs with --profile: where the step time goes
             (out / "profile.md").write_text(profile_markdown(matrix, device, profiled))

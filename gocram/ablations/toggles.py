@@ -84,11 +84,15 @@ def apply_toggles(cfg: RunConfig, specs: tuple[str, ...]) -> RunConfig:
     order of a cell's toggles never matters."""
     check_groups(specs)
     values = cfg.to_dict()
+    written_by: dict[str, str] = {}  # two toggles setting one field: the last would win silently
     for spec in specs:
         toggle, value = parse_spec(spec)
         for key, new in toggle.apply(cfg, value).items():
             if key not in toggle.writes:
                 raise ValueError(f"toggle {toggle.name!r} wrote {key!r}, not one of {toggle.writes}")
+            if written_by.setdefault(key, spec) != spec:
+                raise ConfigError(f"toggles {written_by[key]!r} and {spec!r} both set {key}; "
+                                  "a cell takes one")
             section, _, field_name = key.partition(".")
             values[section][field_name] = new
     try:
@@ -127,6 +131,31 @@ def _setting(key: str, name: str, description: str, *, group: str | None = None,
     return Toggle(name=name, description=description, writes=(key,), group=group or name,
                   takes_value=takes_value,
                   apply=(lambda cfg, v: {key: v}) if takes_value else (lambda cfg, v: {key: value}))
+
+
+HEAD_SIZE = 64  # the size toggle keeps each head this wide, so width changes the head count
+
+
+def _size_overrides(cfg: RunConfig, value: Any) -> Overrides:
+    """'LxD' -> L layers of width D with D // HEAD_SIZE heads: depth and width in one cell."""
+    layers, sep, width = str(value).lower().partition("x")
+    if not (sep and layers.isdigit() and width.isdigit()):
+        raise ConfigError(f"size={value}: write LAYERSxWIDTH, e.g. size=4x256")
+    if int(width) % HEAD_SIZE:
+        raise ConfigError(f"size={value}: the width must be a multiple of the head size {HEAD_SIZE}")
+    return {"model.n_layer": int(layers), "model.d_model": int(width),
+            "model.n_head": int(width) // HEAD_SIZE}
+
+
+def _batch_tokens_overrides(cfg: RunConfig, value: Any) -> Overrides:
+    """Tokens per optimizer step, in whole sequences; the micro-batch stays the base's where it
+    divides them (else the largest that does), so only the batch, not the kernel shapes, moves."""
+    sequences, rest = divmod(int(value), cfg.model.seq_len)
+    if rest or not sequences:
+        raise ConfigError(f"batch_tokens={value}: must be a positive multiple of model.seq_len="
+                          f"{cfg.model.seq_len}")
+    micro = max(m for m in range(1, min(cfg.train.micro_batch, sequences) + 1) if sequences % m == 0)
+    return {"train.batch_tokens": int(value), "train.micro_batch": micro}
 
 
 # -- the shipped toggles -------------------------------------------------------------------------
@@ -177,6 +206,18 @@ for _toggle in (
     _setting("model.bias", "no_bias", "no biases in linear layers and norms", value=False),
     _setting("train.batch_ramp_frac", "batch_ramp",
              "micro-batches per step grow from 1 to the full batch over this fraction of the budget"),
+    # the size for the budget (matrices/size.yaml): shape, batch and each optimizer group's LR
+    Toggle(name="size", group="size", takes_value=True,
+           writes=("model.n_layer", "model.d_model", "model.n_head"),
+           description=f"model shape LAYERSxWIDTH (e.g. 4x256), heads of size {HEAD_SIZE}",
+           apply=_size_overrides),
+    Toggle(name="batch_tokens", group="batch_tokens", takes_value=True,
+           writes=("train.batch_tokens", "train.micro_batch"),
+           description="tokens per optimizer step (whole sequences; the micro-batch divides them)",
+           apply=_batch_tokens_overrides),
+    _setting("train.lr", "lr", "learning rate of AdamW (every parameter under adamw; embeddings, head "
+             "and vectors under muon)"),
+    _setting("train.matrix_lr", "matrix_lr", "learning rate of Muon's block matrices (optimizer=muon)"),
     Toggle(name="tokenizer", group="tokenizer", takes_value=True, writes=("data.tokenizer_tricks",),
            description="Go-aware BPE tricks by name (data/tokenizer/tricks.py), e.g. go,ws,idioms",
            apply=lambda cfg, v: {"data.tokenizer_tricks": str(v)}),
