@@ -243,7 +243,7 @@ def test_the_profiler_shuts_down_after_its_window(tmp_path):
 
     import torch
 
-    from gocram.bench.profiling import ProfilerMonitor
+    from gocram.measure.profiling import ProfilerMonitor
 
     trainer = SimpleNamespace(device=torch.device("cpu"), step_hooks=[])
     monitor = ProfilerMonitor(tmp_path, wait=1, warmup=1, active=2)

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from gocram.bench.peak import main, measure
+from gocram.measure.peak import main, measure
 from tests.conftest import REPO
 
 
@@ -34,8 +34,8 @@ def test_gpu_check_refuses_plainly_without_cuda(tmp_path):
 
 
 def test_cpu_mfu_needs_a_measured_peak_and_uses_it():
-    from gocram.bench.flops import mfu
-    from gocram.bench.peak import cpu_matmul_peak_tflops
+    from gocram.measure.flops import mfu
+    from gocram.measure.peak import cpu_matmul_peak_tflops
 
     assert mfu(1000.0, 1e6, "cpu", "AMD EPYC (2 threads, AVX2)") == (
         None, "not applicable on CPU without a measured matmul peak")
@@ -45,8 +45,8 @@ def test_cpu_mfu_needs_a_measured_peak_and_uses_it():
 
 
 def test_cpu_peak_takes_the_runs_own_shape_and_the_best_of_several_rounds():
-    from gocram.bench.peak import _best_seconds, run_matmul_shape
     from gocram.config import ModelConfig
+    from gocram.measure.peak import _best_seconds, run_matmul_shape
 
     cfg = ModelConfig(n_layer=1, n_head=1, d_model=32, seq_len=64, vocab_size=100)
     assert run_matmul_shape(cfg, micro_batch=4) == (256, 32, cfg.padded_vocab_size)

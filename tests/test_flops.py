@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gocram.bench.flops import (
+from gocram.config import ModelConfig
+from gocram.measure.flops import (
     DroppedWork,
     KeptTokens,
     flops_per_token,
@@ -12,7 +13,6 @@ from gocram.bench.flops import (
     mfu,
     peak_tflops,
 )
-from gocram.config import ModelConfig
 from gocram.models.gpt import GPT
 from gocram.models.token_drop import TokenDrop
 

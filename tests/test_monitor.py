@@ -8,7 +8,7 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 
-from gocram.bench.monitor import CpuMonitor, NvmlMonitor, default_monitor, nvml_unavailable_reason
+from gocram.measure.monitor import CpuMonitor, NvmlMonitor, default_monitor, nvml_unavailable_reason
 
 
 class FakeNvmlError(Exception):

@@ -10,10 +10,10 @@ import json
 import sys
 from pathlib import Path
 
-from gocram.bench.monitor import default_monitor
-from gocram.bench.profiling import ProfilerMonitor
 from gocram.config import config_from_dict
 from gocram.core.errors import GocramError
+from gocram.measure.monitor import default_monitor
+from gocram.measure.profiling import ProfilerMonitor
 
 
 def run_cell(spec: dict) -> dict:

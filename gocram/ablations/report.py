@@ -125,7 +125,7 @@ def _util(s: CellSummary) -> str:
     return f"GPU {gpu.fmt('.0f')}%" if gpu.mean is not None else f"CPU {s.stat('mean_cpu_util').fmt('.0f')}%"
 
 
-MEASURED_PEAK = "measured matmul peak"  # how gocram.bench.flops.mfu names a measured basis
+MEASURED_PEAK = "measured matmul peak"  # how gocram.measure.flops.mfu names a measured basis
 
 
 def _row_peak(row: dict) -> float | None:

@@ -1,1 +1,2 @@
-"""Throughput, FLOPs and MFU accounting, device facts and profiling helpers."""
+"""Stand-alone benchmarks (kernels, attention, data, scoring, the training step) and the GPU
+check; what a run measures about itself at run time is in gocram/measure."""

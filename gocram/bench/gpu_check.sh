@@ -30,7 +30,7 @@ step() {  # step NAME SECONDS CMD...: run one step under its limit, record how i
 echo "step,exit,seconds" > "$OUT/steps.csv"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv \
   > "$OUT/nvidia-smi.csv" 2>&1 || true
-step peak 45 "$PY" -m gocram.bench.peak --out "$OUT/peak.json"
+step peak 45 "$PY" -m gocram.measure.peak --out "$OUT/peak.json"
 step matrix 290 "$PY" -m gocram lab --matrix gpu-small --results "$OUT" --runs runs/gpu-check
 step kernel-tests 75 "$PY" -m pytest -q -x -p no:cacheprovider tests/test_kernels.py \
   tests/test_kernels_guards.py tests/test_kernels_training.py --junitxml "$OUT/kernel-tests.xml"

@@ -18,8 +18,6 @@ from pathlib import Path
 
 import torch
 
-from gocram.bench.flops import KeptTokens, flops_per_token, matmul_params_of, mfu
-from gocram.bench.peak import cpu_matmul_peak_tflops, run_matmul_shape
 from gocram.config import RunConfig, config_from_dict
 from gocram.core.env import device_name, git_sha, peak_memory, pick_device, versions
 from gocram.core.errors import GocramError
@@ -29,6 +27,8 @@ from gocram.data.batching.batches import LAYOUTS, layout_options
 from gocram.data.batching.windows import eval_chunks, sliding_windows
 from gocram.data.tokens.prepare import PreparedData, cache_root, prepare_data
 from gocram.eval.bpb import Score, score_chunks
+from gocram.measure.flops import KeptTokens, flops_per_token, matmul_params_of, mfu
+from gocram.measure.peak import cpu_matmul_peak_tflops, run_matmul_shape
 from gocram.models.gpt import GPT
 from gocram.plan import PRECISION_DTYPES, Env, plan
 from gocram.train.checkpoint import list_checkpoints

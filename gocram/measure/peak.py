@@ -1,8 +1,8 @@
 """Measure the dense matmul peak this device actually reaches, beside its datasheet number.
 
-    python -m gocram.bench.peak --out results/gpu/peak.json
+    python -m gocram.measure.peak --out results/gpu/peak.json
 
-MFU is quoted against the vendor's dense bf16 peak (gocram/bench/flops.py); a measured matmul
+MFU is quoted against the vendor's dense bf16 peak (gocram/measure/flops.py); a measured matmul
 peak says how much of that a perfect kernel gets here (clocks, power caps, MIG slices). On CUDA
 it times bf16 square matmuls; on CPU fp32 ones. A CPU run's MFU is against the peak that
 `cpu_matmul_peak_tflops` measures in the run's own process, in its precision.
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from gocram.bench.flops import peak_tflops
 from gocram.config import ModelConfig
 from gocram.core.env import device_name, git_sha, pick_device, versions
+from gocram.measure.flops import peak_tflops
 
 
 def _time_matmul(n: int, dtype: torch.dtype, device: torch.device, repeats: int) -> float:
@@ -89,7 +89,8 @@ def measure(device: torch.device, sizes: tuple[int, ...], repeats: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gocram.bench.peak", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m gocram.measure.peak",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--sizes", default="", help="comma-separated matrix sizes (default per device)")
     parser.add_argument("--repeats", type=int, default=10)

@@ -7,7 +7,7 @@ layer's matmuls run on its kept share k of the tokens and its attention on k^2 o
 averaged over the steps the run took (`KeptTokens`). GPU peaks are vendors' dense bf16
 tensor-core numbers; a measured matmul peak can be passed instead (the GPU check measures one). A
 CPU has no datasheet number to trust (clocks, VM slices, the BLAS build), so its MFU is always
-against a matmul peak measured in the run's own process and precision (gocram/bench/peak.py).
+against a matmul peak measured in the run's own process and precision (gocram/measure/peak.py).
 """
 
 from __future__ import annotations
