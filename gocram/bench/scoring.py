@@ -61,6 +61,8 @@ def score_set(model, docs: list[np.ndarray], blobs: list[bytes], token_bytes: np
             score = score_documents(model, windows, token_bytes, batch=batch)
         rows.append({**mode, "bpb": score.bpb, "tokens": score.tokens, "bytes": score.bytes,
                      "seconds": time.perf_counter() - t0})
+        print(f"[scoring]   {mode['name']}: {score.bpb:.4f} bpb "
+              f"({rows[-1]['seconds']:.0f} s)", file=sys.stderr, flush=True)
     if rows[0]["bytes"] != comparators["bytes"]:
         raise GocramError(f"scored {rows[0]['bytes']} bytes but the comparators saw "
                           f"{comparators['bytes']}: the tokenizer does not round-trip this text")
