@@ -111,7 +111,9 @@ def round_trip(run_dir, text: str, *, stride: int, threads: int) -> dict:
 def markdown(report: dict) -> str:
     lines = [f"# Scoring modes and compressors: {report['checkpoint']}", "",
              f"Written by `python -m gocram.bench.scoring` at {report['timestamp']} "
-             f"(seq_len {report['seq_len']}; adaptation: {report['adapt']}).", ""]
+             f"(seq_len {report['seq_len']}; adaptation: {report['adapt']}) on "
+             f"{report.get('device', '?')}, commit {report.get('git_sha') or '?'}, config "
+             f"{report.get('config_hash', '?')}.", ""]
     for set_name, result in report["sets"].items():
         lines += [f"## {set_name}: {result['files']} files, {result['bytes']:,} bytes", "",
                   "| mode | bpb | x stream xz -9e | tokens scored | seconds |", "|---|---|---|---|---|"]
@@ -167,8 +169,12 @@ def run(args: argparse.Namespace) -> dict:
     if args.dir:
         docs, blobs, files = directory_set(tok, args.dir)
         sets[f"directory {args.dir}"] = (docs, blobs)
+    from gocram.core.env import device_name, git_sha, versions
+
     report = {"checkpoint": str(args.run_dir), "seq_len": seq_len,
               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "device": device_name(torch.device("cpu")), "git_sha": git_sha(),
+              "versions": versions(), "config_hash": cfg.hash(),
               "adapt": {"lr": adapt.lr, "optimizer": adapt.optimizer, "steps": adapt.steps},
               "sets": {}}
     for name, (docs, blobs) in sets.items():
