@@ -62,6 +62,23 @@ def test_forward_and_backward_match_the_reference(dtype, reduction, n, vocab, ch
         assert not dh[list(ignore)].any()  # ignored rows get no gradient
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_soft_capped_logits_match_the_reference(dtype):
+    """model.logit_softcap: the cap and its derivative inside the chunks, several chunks."""
+    hidden, weight, targets = _inputs(29, 24, 77, dtype, ignore=(3,))
+    hidden = (hidden.detach() * 8).requires_grad_()  # logits well beyond the cap: tanh saturates
+    chunked = chunked_loss.chunked_cross_entropy(chunk_rows=6)
+    for reduction in ("mean", "sum"):
+        got = _loss_and_grads(lambda *a, **k: chunked(*a, **k, softcap=3.0), hidden, weight,
+                              targets, reduction)
+        want = _loss_and_grads(lambda *a, **k: REFERENCE(*a, **k, softcap=3.0), hidden, weight,
+                               targets, reduction)
+        uncapped = _loss_and_grads(chunked, hidden, weight, targets, reduction)
+        assert not torch.allclose(got[0], uncapped[0])  # the cap changed the loss
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a.float(), b.float(), **TOLERANCES[dtype])
+
+
 def test_matches_under_bf16_autocast():
     hidden, weight, targets = _inputs(45, 32, 77, torch.float32, ignore=(3,))
     chunked = chunked_loss.chunked_cross_entropy(chunk_rows=7)
@@ -96,7 +113,7 @@ def test_without_grad_it_computes_only_the_loss():
 
 
 def test_the_toggle_selects_it_and_runs_on_cpu():
-    base = load_config("tiny")
+    base = load_config("baseline")
     cfg = apply_toggles(base, ("chunked_cross_entropy",))
     assert (cfg.model.loss, cfg.impl.loss) == ("cross_entropy", "chunked")
     assert cfg.meaning_hash() == base.meaning_hash()

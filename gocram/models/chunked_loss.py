@@ -37,9 +37,11 @@ def chunked_forward(
     compute_dtype: torch.dtype,
     chunk_rows: int,
     want_grads: bool,
+    softcap: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(loss fp32 scalar, dhidden (N, d) in compute_dtype, dweight (V, d) fp32) for a unit upstream
-    gradient; the gradients are None without want_grads."""
+    gradient; the gradients are None without want_grads. With `softcap`, the logits are
+    softcap * tanh(logits / softcap) (model.logit_softcap), as in layers.softcap_logits."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"chunked_cross_entropy: reduction must be one of {REDUCTIONS}, got {reduction!r}")
     n_rows, width = hidden.shape
@@ -58,6 +60,9 @@ def chunked_forward(
         h_chunk, chunk_valid = h[start:end], valid[start:end]  # (n, d), (n,)
         chunk_targets = safe_targets[start:end, None]  # (n, 1)
         logits = (h_chunk @ w.t()).float()  # (n, V) fp32, as the reference's logits.float()
+        if softcap:
+            squashed = torch.tanh(logits / softcap)  # (n, V)
+            logits = squashed * softcap  # (n, V)
         lse = torch.logsumexp(logits, dim=1)  # (n,)
         row_loss = lse - logits.gather(1, chunk_targets).squeeze(1)  # (n,)
         total += torch.where(chunk_valid, row_loss, 0.0).sum()
@@ -67,6 +72,8 @@ def chunked_forward(
         grad = logits.sub_(lse[:, None]).exp_()  # (n, V) softmax
         grad.scatter_add_(1, chunk_targets, torch.full_like(row_loss, -1.0)[:, None])
         grad.mul_((chunk_valid * scale)[:, None])
+        if softcap:  # d(cap * tanh(z / cap))/dz = 1 - tanh^2
+            grad.mul_(1.0 - squashed * squashed)
         grad = grad.to(compute_dtype)  # the dtype the reference's backward matmuls see
         torch.mm(grad, w, out=dhidden[start:end])  # (n, d)
         if compute_dtype == torch.float32:
@@ -81,10 +88,10 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
     """Gradients computed in the forward; the backward scales them by the upstream gradient."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, reduction, compute_dtype, chunk_rows):
+    def forward(ctx, hidden, weight, targets, reduction, compute_dtype, chunk_rows, softcap):
         loss, dhidden, dweight = chunked_forward(
             hidden, weight, targets, reduction=reduction, compute_dtype=compute_dtype,
-            chunk_rows=chunk_rows, want_grads=True)
+            chunk_rows=chunk_rows, want_grads=True, softcap=softcap)
         ctx.save_for_backward(dhidden, dweight)
         ctx.dtypes = hidden.dtype, weight.dtype
         return loss
@@ -95,7 +102,7 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         grad_loss = grad_loss.to(torch.float32)
         hidden_dtype, weight_dtype = ctx.dtypes
         return ((dhidden * grad_loss).to(hidden_dtype), (dweight * grad_loss).to(weight_dtype),
-                None, None, None, None)
+                None, None, None, None, None)
 
 
 def chunked_linear_cross_entropy(
@@ -105,8 +112,10 @@ def chunked_linear_cross_entropy(
     *,
     reduction: str = "mean",
     chunk_rows: int | None = None,
+    softcap: float = 0.0,
 ) -> torch.Tensor:
-    """cross_entropy((hidden @ weight.T).float(), targets) as an fp32 scalar, chunk by chunk.
+    """cross_entropy((hidden @ weight.T).float(), targets) as an fp32 scalar, chunk by chunk
+    (the logits soft-capped first when `softcap` is set).
 
     Under autocast the matmuls run in autocast's dtype, as `hidden @ weight.t()` would.
     """
@@ -119,8 +128,10 @@ def chunked_linear_cross_entropy(
     with torch.autocast(device_type, enabled=False) if autocast else nullcontext():
         if not needs_grad:
             return chunked_forward(hidden, weight, targets, reduction=reduction,
-                                   compute_dtype=compute_dtype, chunk_rows=chunk, want_grads=False)[0]
-        return ChunkedLinearCrossEntropy.apply(hidden, weight, targets, reduction, compute_dtype, chunk)
+                                   compute_dtype=compute_dtype, chunk_rows=chunk, want_grads=False,
+                                   softcap=softcap)[0]
+        return ChunkedLinearCrossEntropy.apply(hidden, weight, targets, reduction, compute_dtype, chunk,
+                                               softcap)
 
 
 def chunked_cross_entropy(*, chunk_rows: int | None = None):
@@ -132,8 +143,9 @@ def chunked_cross_entropy(*, chunk_rows: int | None = None):
         targets: torch.Tensor,  # (N,)
         *,
         reduction: str = "mean",
+        softcap: float = 0.0,
     ) -> torch.Tensor:
         return chunked_linear_cross_entropy(hidden, weight, targets, reduction=reduction,
-                                            chunk_rows=chunk_rows)
+                                            chunk_rows=chunk_rows, softcap=softcap)
 
     return loss

@@ -46,7 +46,8 @@ ACTIVATIONS.add("silu", f"{_LAYERS}:SiLU")
 LOSSES.add("cross_entropy", f"{_LAYERS}:cross_entropy_loss")
 LOSSES.add("cross_entropy", "gocram.kernels.cross_entropy:fused_cross_entropy", impl="triton")
 LOSSES.add("cross_entropy", "gocram.models.chunked_loss:chunked_cross_entropy", impl="chunked")
-SOFTCAP_LOSSES = {("cross_entropy", "torch")}  # (name, impl) taking the softcap keyword
+# (name, impl) of the losses taking the softcap keyword
+SOFTCAP_LOSSES = {("cross_entropy", "torch"), ("cross_entropy", "chunked")}
 
 _ATTENTION = "gocram.models.attention"
 ATTENTIONS.add("math", f"{_ATTENTION}.reference:MathAttention")
