@@ -272,6 +272,10 @@ class ImplConfig:
     # fused; auto = fused on CUDA, for_loop on CPU
     optimizer_kernel: Literal["auto", "for_loop", "foreach", "fused"] = bounded(
         "auto", hashed=UNLESS_DEFAULT)
+    # Who orthogonalises Muon's update (train/muon.py NEWTON_SCHULZ): torch (torch.optim.Muon, bf16,
+    # one matrix at a time), bf16 or fp32 (same-shape matrices in one batch); auto = torch where
+    # bf16 is native, fp32 where it is emulated
+    newton_schulz: Literal["auto", "torch", "bf16", "fp32"] = bounded("auto", hashed=UNLESS_DEFAULT)
     compile: bool = False
     # torch.compile's mode under impl.compile (train/compile.py); inductor caches its code under
     # the data cache directory, and a row says whether it compiled (cold) or loaded (warm)

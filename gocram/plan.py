@@ -22,6 +22,7 @@ from gocram.core.errors import ConfigError
 from gocram.data.batching.batches import LAYOUTS
 from gocram.models.parts import ACTIVATIONS, ATTENTIONS, LOSSES, NORMS, SOFTCAP_LOSSES
 from gocram.train.engines import ENGINES
+from gocram.train.muon import resolve_newton_schulz
 from gocram.train.optimizers import OPTIMIZERS
 from gocram.train.schedule import SCHEDULES
 
@@ -138,6 +139,9 @@ def _combination_reasons(cfg: RunConfig) -> list[str]:
     reason = optimizer.engine_reason(cfg.impl.engine)
     if reason:
         reasons.append(f"train.optimizer={cfg.train.optimizer!r} with {where}: {reason}")
+    if cfg.impl.newton_schulz != "auto" and cfg.train.optimizer != "muon":
+        reasons.append(f"impl.newton_schulz={cfg.impl.newton_schulz!r} orthogonalises Muon's update, "
+                       f"but train.optimizer={cfg.train.optimizer!r} has no Muon part; leave it auto")
     if cfg.model.logit_softcap and (cfg.model.loss, cfg.impl.loss) not in SOFTCAP_LOSSES:
         able = sorted(impl for name, impl in SOFTCAP_LOSSES if name == cfg.model.loss)
         reasons.append(f"model.logit_softcap={cfg.model.logit_softcap:g} needs a loss that caps its "
@@ -190,6 +194,11 @@ def plan(cfg: RunConfig, env: Env) -> Plan:
         reasons.append("impl.compile=true on CPU needs a C compiler (cc/gcc) for inductor")
     if env.device_type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
         reasons.append(f"train.precision=bf16: {env.device_name} has no bf16 support")
+    if (cfg.train.optimizer == "muon" and not env.native_bf16
+            and resolve_newton_schulz(cfg.impl.newton_schulz, native_bf16=False) != "fp32"):
+        measure.append(f"impl.newton_schulz={cfg.impl.newton_schulz!r} runs Muon's Newton-Schulz in "
+                       f"bf16, which {env.device_name} only emulates (tens of times slower than "
+                       f"fp32): the optimizer step, not the model, sets this row's speed")
     engine = ENGINES.get(cfg.impl.engine)
     reason = engine.unsupported_reason(env.device_type)
     if reason:

@@ -99,8 +99,10 @@ def test_a_few_cpu_steps_learn(tmp_path, small_overrides, optimizer):
     assert all(torch.isfinite(torch.tensor(loss)))
 
 
-def test_muon_resume_is_exact(tmp_path, small_overrides):
-    args = [*small_overrides, "train.optimizer=muon", "train.clock=steps", "train.max_steps=12",
+@pytest.mark.parametrize("newton_schulz", ["torch", "fp32"])
+def test_muon_resume_is_exact(tmp_path, small_overrides, newton_schulz):
+    args = [*small_overrides, "train.optimizer=muon", f"impl.newton_schulz={newton_schulz}",
+            "train.clock=steps", "train.max_steps=12",
             "impl.ckpt_every_steps=4", "impl.ckpt_every_s=0", "impl.log_every_steps=1",
             "train.muon_momentum_warmup_frac=0.5"]
     whole = tmp_path / "whole"

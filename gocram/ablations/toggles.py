@@ -171,6 +171,9 @@ for _toggle in (
              group="loss", value="chunked"),
     _setting("impl.optimizer_kernel", "adamw",
              "who computes the AdamW update: for_loop, foreach or fused (torch's kernels, CPU too)"),
+    _setting("impl.newton_schulz", "newton_schulz",
+             "who orthogonalises Muon's update: torch (torch.optim.Muon, bf16), bf16 or fp32 (same-shape "
+             "matrices batched; fp32 where bf16 is emulated)"),
     _setting("impl.threads", "threads", "torch's intra-op CPU threads for the run (0 = torch's default)"),
     _setting("impl.attention", "attention",
              "attention backend by name (math, sdpa, sdpa_flash, flex, flash_attn, xformers, ...)"),

@@ -30,6 +30,8 @@ import torch
 from gocram.config import RunConfig, load_config
 from gocram.core.env import device_name, git_sha, pick_device, versions
 from gocram.models.gpt import GPT
+from gocram.plan import Env
+from gocram.train.muon import resolve_newton_schulz
 from gocram.train.optimizers import OPTIMIZERS, resolve_adamw_kernel
 from gocram.train.trainer import autocast_for
 
@@ -88,7 +90,9 @@ def step_setup(cfg: RunConfig):
     torch.manual_seed(cfg.train.seed)
     model = GPT(cfg.model, cfg.impl).to(device).train()
     optimizer = OPTIMIZERS.get(cfg.train.optimizer).build(
-        model.param_roles(), cfg.train, kernel=resolve_adamw_kernel(cfg.impl.optimizer_kernel, device.type))
+        model.param_roles(), cfg.train, kernel=resolve_adamw_kernel(cfg.impl.optimizer_kernel, device.type),
+        newton_schulz=resolve_newton_schulz(cfg.impl.newton_schulz,
+                                            native_bf16=Env.for_device(device).native_bf16))
     B, T, V = cfg.train.micro_batch, cfg.model.seq_len, cfg.model.vocab_size
     idx = torch.randint(0, V, (B, T), device=device)  # (B, T)
     targets = torch.randint(0, V, (B, T), device=device)  # (B, T)

@@ -14,7 +14,9 @@ budget-keyed multiplier (`set_lr_multiplier`), so a group's LR is named in the c
 Who computes the AdamW update is `impl.optimizer_kernel` (ADAMW_KERNELS): torch's per-parameter
 loop, its multi-tensor `foreach` path, or its `fused` kernel (CUDA and, since torch 2.x, CPU);
 `auto` keeps the choice the trainer always made (fused on CUDA, the loop on CPU). The three
-compute the same update, equal within fp32 rounding (tests/test_optimizers.py).
+compute the same update, equal within fp32 rounding (tests/test_optimizers.py). Who orthogonalises
+Muon's update is `impl.newton_schulz` (train/muon.py): torch.optim.Muon, or our batched iteration in
+bf16 or fp32 (for CPUs that only emulate bf16).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import torch
 
 from gocram.core.registry import Registry
+from gocram.train.muon import NEWTON_SCHULZ_DTYPES, BatchedMuon
 
 OPTIMIZERS = Registry("optimizer")
 
@@ -56,13 +59,6 @@ class GroupedOptimizer:
     @property
     def param_groups(self) -> list[dict[str, Any]]:
         return [group for part in self.parts.values() for group in part.param_groups]
-
-    @property
-    def state(self):
-        merged = {}
-        for part in self.parts.values():
-            merged.update(part.state)
-        return merged
 
     def step(self, closure=None):
         for part in self.parts.values():
@@ -106,7 +102,9 @@ class AdamWRecipe:
         return None
 
     @staticmethod
-    def build(roles: dict[str, list[torch.nn.Parameter]], tc, *, kernel: str) -> GroupedOptimizer:
+    def build(roles: dict[str, list[torch.nn.Parameter]], tc, *, kernel: str,
+              newton_schulz: str = "torch") -> GroupedOptimizer:
+        del newton_schulz  # no Muon part
         groups = [_group(_by_role(roles, "matrix", "embedding", "head"), tc.lr, tc.weight_decay),
                   _group(_by_role(roles, "vector"), tc.lr, 0.0)]
         adamw = torch.optim.AdamW([g for g in groups if g["params"]], lr=tc.lr,
@@ -131,16 +129,22 @@ class MuonRecipe:
                 "(FSDP) or owns the optimizer (DeepSpeed ZeRO); use engine single or ddp")
 
     @staticmethod
-    def build(roles: dict[str, list[torch.nn.Parameter]], tc, *, kernel: str) -> GroupedOptimizer:
-        """kernel: an ADAMW_KERNELS name for the AdamW part (torch's Muon has a single path)."""
+    def build(roles: dict[str, list[torch.nn.Parameter]], tc, *, kernel: str,
+              newton_schulz: str = "torch") -> GroupedOptimizer:
+        """kernel: an ADAMW_KERNELS name for the AdamW part; newton_schulz: who orthogonalises the
+        Muon part (train/muon.py NEWTON_SCHULZ, resolved: torch, bf16 or fp32)."""
         matrices = _by_role(roles, "matrix")
         adam_groups = [_group(_by_role(roles, "embedding", "head"), tc.lr, tc.weight_decay),
                        _group(_by_role(roles, "vector"), tc.lr, 0.0)]
         parts: dict[str, torch.optim.Optimizer] = {}
         if matrices:
-            parts["muon"] = torch.optim.Muon(
-                [_group(matrices, tc.matrix_lr, tc.weight_decay)], lr=tc.matrix_lr,
-                weight_decay=tc.weight_decay, momentum=tc.muon_momentum, nesterov=True)
+            groups = [_group(matrices, tc.matrix_lr, tc.weight_decay)]
+            settings = dict(lr=tc.matrix_lr, weight_decay=tc.weight_decay, momentum=tc.muon_momentum,
+                            nesterov=True)
+            if newton_schulz == "torch":
+                parts["muon"] = torch.optim.Muon(groups, **settings)
+            else:
+                parts["muon"] = BatchedMuon(groups, dtype=NEWTON_SCHULZ_DTYPES[newton_schulz], **settings)
         parts["adamw"] = torch.optim.AdamW([g for g in adam_groups if g["params"]], lr=tc.lr,
                                            betas=(tc.beta1, tc.beta2), **ADAMW_KERNELS[kernel])
         return GroupedOptimizer(parts)

@@ -36,6 +36,7 @@ from gocram.train.clock import BudgetClock
 from gocram.train.compile import CompileCacheWatch, compile_model
 from gocram.train.engines import ENGINES
 from gocram.train.health import HealthGuard
+from gocram.train.muon import resolve_newton_schulz
 from gocram.train.optimizers import OPTIMIZERS, resolve_adamw_kernel, set_lr_multiplier
 from gocram.train.runlog import NullLog, RunLog
 from gocram.train.schedule import ScheduleShape, lr_multiplier, ramp_accum
@@ -109,7 +110,8 @@ class Trainer:
                           else NullHeartbeat())
         self.clock = BudgetClock(cfg.train.budget_s,
                                  sync=torch.cuda.synchronize if self.device.type == "cuda" else None)
-        self.plan = plan(cfg, Env.for_device(self.device))
+        self.env = Env.for_device(self.device)
+        self.plan = plan(cfg, self.env)
         self.plan.raise_if_blocked()  # before any data is prepared
         self.precision = self.plan.precision
         self.autocast = autocast_for(self.precision, self.device)
@@ -168,7 +170,10 @@ class Trainer:
 
     def _make_optimizer(self, model) -> torch.optim.Optimizer:
         kernel = resolve_adamw_kernel(self.cfg.impl.optimizer_kernel, self.device.type)
-        return self.optimizer_recipe.build(model.param_roles(), self.cfg.train, kernel=kernel)
+        newton_schulz = resolve_newton_schulz(self.cfg.impl.newton_schulz,
+                                              native_bf16=self.env.native_bf16)
+        return self.optimizer_recipe.build(model.param_roles(), self.cfg.train, kernel=kernel,
+                                           newton_schulz=newton_schulz)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def checkpoint_state(self) -> dict:
