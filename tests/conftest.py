@@ -64,6 +64,10 @@ def small_overrides_for(go_corpus: Path, cache_dir: Path) -> list[str]:
         "eval.max_bytes=20000", "impl.eval_every_s=0",
         # auto would pick bf16 on a CPU with native bf16: keep the suite's numbers machine-independent
         "train.precision=fp32",
+        # the suite's tolerances and step counts were set on AdamW with the full-logits loss; Muon
+        # (tiny's optimizer since it became the record), the chunked loss and the AdamW kernels have
+        # their own tests, which name them
+        "train.optimizer=adamw", "impl.loss=torch", "impl.optimizer_kernel=auto",
     ]
 
 

@@ -355,7 +355,7 @@ def test_ramp_accum_grows_from_one_to_full():
 
 def test_batch_ramp_is_rejected_where_the_engine_fixes_the_accumulation():
     with pytest.raises(ConfigError, match=r"train.batch_ramp_frac=0.5 with impl.engine='zero1'"):
-        load_config("tiny", ["train.batch_ramp_frac=0.5", "impl.engine=zero1"])
+        load_config("tiny", ["train.batch_ramp_frac=0.5", "impl.engine=zero1", "train.optimizer=adamw"])
 
 
 def test_batch_ramp_steps_follow_the_ramp_and_resume_exactly(tmp_path, small_overrides):

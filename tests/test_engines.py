@@ -206,9 +206,9 @@ def test_engine_settings_are_checked_when_the_config_is_built():
     with pytest.raises(ConfigError, match="impl.engine: .*'zero4'"):
         load_config("tiny", ["impl.engine=zero4"])
     with pytest.raises(ConfigError, match="impl.engine='zero3' cannot run with impl.compile"):
-        load_config("tiny", ["impl.engine=zero3", "impl.compile=true"])
+        load_config("tiny", ["impl.engine=zero3", "impl.compile=true", "train.optimizer=adamw"])
     with pytest.raises(ConfigError, match="impl.engine='fsdp' cannot run with train.precision=fp16"):
-        load_config("tiny", ["impl.engine=fsdp", "train.precision=fp16"])
+        load_config("tiny", ["impl.engine=fsdp", "train.precision=fp16", "train.optimizer=adamw"])
     assert load_config("tiny", ["impl.engine=ddp", "impl.compile=true"]).impl.engine == "ddp"
 
 

@@ -20,7 +20,9 @@ from gocram.ablations.records import (
     judge,
     ledger_markdown,
     parse_cell_spec,
+    sample_efficiency,
     student_t_sf,
+    tokens_to_reach,
     welch_df,
     welch_one_sided,
     write_ledger,
@@ -293,3 +295,23 @@ def test_cli_rejects_bad_challenges_in_one_line(tmp_path):
         done = run_gocram("lab", *args, "--results", str(tmp_path))
         assert done.returncode == 2 and f"gocram: error: {words}" in done.stderr, done.stderr
     assert not (tmp_path / "runs.jsonl").exists()
+
+
+def test_tokens_to_reach_interpolates_the_curve_and_the_ledger_reports_the_ratio():
+    curve = [[100.0, 3.0], [200.0, 2.0], [300.0, 1.5]]
+    row = {"val_curve": curve, "tokens_per_s": 10.0}
+    assert tokens_to_reach(row, 2.5) == pytest.approx(1500.0)  # halfway from 100 s to 200 s
+    assert tokens_to_reach(row, 3.5) == pytest.approx(1000.0)  # already there at the first point
+    assert tokens_to_reach(row, 1.0) is None
+    record = [{**_row("rec", s, 1.5), "val_curve": curve, "tokens": 3000.0, "tokens_per_s": 10.0}
+              for s in range(3)]
+    fast = [{**_row("ch", s, 1.2, toggles=["compile"]), "tokens_per_s": 10.0,
+             "val_curve": [[100.0, 2.0], [150.0, 1.5], [300.0, 1.2]]} for s in range(3)]
+    eff = sample_efficiency(record, fast)
+    assert eff["target_bpb"] == 1.5 and eff["ratio"] == pytest.approx(0.5) and eff["not_reached"] == 0
+    slow = [{**row, "val_curve": [[300.0, 1.6]]} for row in fast]
+    assert sample_efficiency(record, slow)["ratio"] is None
+    assert sample_efficiency(record, slow)["not_reached"] == 3
+    md = ledger_markdown(build_ledger(record + fast))
+    assert "| 0.50x |" in md and "tokens to the record's bpb" in md
+    assert "not reached by 3 seeds" in ledger_markdown(build_ledger(record + slow))

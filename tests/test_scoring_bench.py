@@ -44,3 +44,13 @@ def test_bench_writes_every_mode_and_comparator(trained_run, go_dir, tmp_path, c
 def test_bench_refuses_nothing_to_do(trained_run, tmp_path):  # noqa: F811
     assert main([str(trained_run), "--no-val", "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_no_modes_runs_only_the_round_trip(trained_run, go_dir, tmp_path):  # noqa: F811
+    out = tmp_path / "rt"
+    assert main([str(trained_run), "--dir", str(go_dir), "--out", str(out), "--no-modes",
+                 "--compress-bytes", "800"]) == 0
+    report = json.loads((out / "scoring.json").read_text())
+    assert report["sets"] == {} and report["round_trip"]["exact"]
+    assert main([str(trained_run), "--dir", str(go_dir), "--out", str(tmp_path / "y"), "--no-modes"]) == 2
+    assert not (tmp_path / "y").exists()

@@ -259,6 +259,45 @@ def _side(rows: list[dict]) -> dict:
     }
 
 
+def tokens_to_reach(row: dict, target_bpb: float) -> float | None:
+    """Training tokens a run took to first reach `target_bpb` on its validation curve, or None.
+
+    The curve holds (budget seconds, val bpb) at each validation; between two points the bpb is
+    taken as linear in time, and seconds become tokens at the row's mean tokens/s (the rate is
+    steady after the first steps, so this slightly overstates the tokens of an early crossing).
+    """
+    rate = row.get("tokens_per_s")
+    previous = (0.0, math.inf)
+    for t, bpb in row.get("val_curve") or []:
+        if bpb <= target_bpb and rate:
+            t0, b0 = previous
+            crossing = t if not math.isfinite(b0) else t0 + (t - t0) * (b0 - target_bpb) / (b0 - bpb)
+            return crossing * rate
+        previous = (t, bpb)
+    return None
+
+
+def sample_efficiency(record_rows: list[dict], challenger_rows: list[dict]) -> dict | None:
+    """How many of the record's tokens the challenger needed to reach the record's final bpb.
+
+    The target is the record's mean final val bpb over its ok seeds; the ratio is the challenger's
+    mean tokens to reach it over the record's mean trained tokens (below 1: it learns more per
+    token). A challenger seed that never gets there makes the ratio unknown (None), counted apart.
+    """
+    record, challenger = _ok(record_rows), _ok(challenger_rows)
+    if not record or not challenger:
+        return None
+    target = statistics.fmean(r["val_bpb"] for r in record)
+    trained = [r.get("tokens") for r in record]
+    record_tokens = statistics.fmean(trained) if all(trained) else None
+    reached = [tokens_to_reach(r, target) for r in challenger]
+    hits = [t for t in reached if t is not None]
+    ratio = statistics.fmean(hits) / record_tokens if record_tokens and len(hits) == len(reached) else None
+    return {"target_bpb": _round(target), "record_tokens": _round(record_tokens),
+            "challenger_tokens": [_round(t) for t in reached], "ratio": _round(ratio),
+            "not_reached": len(reached) - len(hits)}
+
+
 def _challenge_entry(run: ChallengeRun, verdict: Verdict) -> dict:
     record, challenger = _side(run.record_rows), _side(run.challenger_rows)
     every = [*run.record_rows, *run.challenger_rows]
@@ -274,6 +313,7 @@ def _challenge_entry(run: ChallengeRun, verdict: Verdict) -> dict:
         "p": _round(test.p) if test else None,
         "record_side": record, "challenger_side": challenger,
         "changed": what_changed(_ok(run.record_rows), _ok(run.challenger_rows)),
+        "sample_efficiency": sample_efficiency(run.record_rows, run.challenger_rows),
         "budget_s": budgets[0] if len(budgets) == 1 else budgets,
         "command": reproduce_command(run, record["toggles"], challenger["toggles"], seeds,
                                      budgets[0] if len(budgets) == 1 else None),
@@ -351,6 +391,15 @@ def _xz_ratio(record: dict) -> str:
     return f"{bpb / xz:.3f}" if bpb is not None and xz else "-"
 
 
+def _fmt_efficiency(eff: dict | None) -> str:
+    if not eff:
+        return "-"
+    if eff["ratio"] is None:
+        missed = eff["not_reached"]
+        return f"not reached by {missed} seed{'s' if missed != 1 else ''}" if missed else "-"
+    return f"{eff['ratio']:.2f}x"
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -368,7 +417,13 @@ def ledger_markdown(ledger: dict) -> str:
         "founds its chain with the record it ran against.", "",
         "Δ bpb is challenger minus record (negative is better) ± the standard error of that "
         "difference; × xz is val bpb over `xz -9e` on the same validation bytes; config is the "
-        "config hash of the lowest seed.", "",
+        "config hash of the lowest seed. Tokens to the record's bpb: the challenger's mean "
+        "training tokens to first reach the record's mean final val bpb (its validation curve, "
+        "linear between validations, seconds to tokens at its mean rate), over the record's mean "
+        "trained tokens: below 1x it learns more per token. A reproduce command names its "
+        "toggles over the records chain's base (configs/tiny), which moves to each new record: "
+        "run it at the commit shown "
+        "(`git worktree add DIR COMMIT`) to measure the same configs again.", "",
     ]
     if not ledger["devices"]:
         lines += ["No challenge has been run yet. Start one with "
@@ -395,7 +450,8 @@ def ledger_markdown(ledger: dict) -> str:
                     _xz_ratio(rec), ", ".join(s[:12] for s in rec["git_sha"]) or "-", config,
                     f"`{rec['command']}`"]) + " |")
             lines.append("")
-        cols = ["matrix run", "record", "challenger", "verdict", "reason", "Δ bpb", "p", "seeds"]
+        cols = ["matrix run", "record", "challenger", "verdict", "reason", "Δ bpb", "p", "seeds",
+                "tokens to the record's bpb"]
         lines += ["### Challenges", "", "| " + " | ".join(cols) + " |",
                   "|" + "|".join("---" for _ in cols) + "|"]
         for ch in state["challenges"]:
@@ -403,7 +459,7 @@ def ledger_markdown(ledger: dict) -> str:
             lines.append("| " + " | ".join(_cell(x) for x in [
                 ch["matrix_run"], ch["record"], ch["challenger"],
                 "accepted" if ch["accepted"] else "rejected", ch["reason"], _fmt_delta(ch),
-                _fmt_p(ch["p"]), seeds]) + " |")
+                _fmt_p(ch["p"]), seeds, _fmt_efficiency(ch.get("sample_efficiency"))]) + " |")
         lines.append("")
     lines.append("Generated by `gocram lab --records` (and after each `gocram lab --challenge`) from "
                  "results/runs.jsonl; do not edit.")

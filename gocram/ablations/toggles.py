@@ -221,6 +221,10 @@ for _toggle in (
     _setting("train.lr", "lr", "learning rate of AdamW (every parameter under adamw; embeddings, head "
              "and vectors under muon)"),
     _setting("train.matrix_lr", "matrix_lr", "learning rate of Muon's block matrices (optimizer=muon)"),
+    # the LR's shape over the budget (train/schedule.py SCHEDULES; matrices/muon-lr.yaml)
+    _setting("train.schedule", "schedule",
+             "LR shape over the budget's elapsed fraction (cosine, linear, constant, wsd, one_cycle)"),
+    _setting("train.decay_frac", "decay_frac", "the final fraction of the budget that wsd decays over"),
     Toggle(name="tokenizer", group="tokenizer", takes_value=True, writes=("data.tokenizer_tricks",),
            description="Go-aware BPE tricks by name (data/tokenizer/tricks.py), e.g. go,ws,idioms",
            apply=lambda cfg, v: {"data.tokenizer_tricks": str(v)}),

@@ -149,6 +149,8 @@ def run(args: argparse.Namespace) -> dict:
 
     if args.no_val and not args.dir:
         raise GocramError("nothing to score: give --dir, or drop --no-val")
+    if args.no_modes and not args.compress_bytes:
+        raise GocramError("--no-modes leaves only the round trip; give --compress-bytes (and --dir)")
     if args.compress_bytes and not args.dir:
         raise GocramError("--compress-bytes cuts its input from the --dir set; give --dir")
     if args.threads < 1:
@@ -164,7 +166,7 @@ def run(args: argparse.Namespace) -> dict:
     modes = _modes(seq_len, stride_divs, args.adapt_stride_div)
     token_bytes = token_byte_lengths(tok)
     sets, files = {}, None
-    if not args.no_val:
+    if not (args.no_val or args.no_modes):
         sets["validation set"] = validation_set(cfg, tok)
     if args.dir:
         docs, blobs, files = directory_set(tok, args.dir)
@@ -177,7 +179,7 @@ def run(args: argparse.Namespace) -> dict:
               "versions": versions(), "config_hash": cfg.hash(),
               "adapt": {"lr": adapt.lr, "optimizer": adapt.optimizer, "steps": adapt.steps},
               "sets": {}}
-    for name, (docs, blobs) in sets.items():
+    for name, (docs, blobs) in ({} if args.no_modes else sets).items():
         print(f"[scoring] {name}: {len(blobs)} files", file=sys.stderr, flush=True)
         report["sets"][name] = score_set(model, docs, blobs, token_bytes, modes=modes,
                                          adapt_cfg=adapt, batch=args.batch)
@@ -209,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compress-bytes", type=int, default=0,
                         help="round-trip this many bytes of the --dir set (0 = skip)")
     parser.add_argument("--compress-stride", type=int, default=0)
+    parser.add_argument("--no-modes", action="store_true",
+                        help="score no mode: only the round trip (with --compress-bytes and --dir)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for scoring and the round trip")
     args = parser.parse_args(argv)

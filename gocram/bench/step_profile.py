@@ -2,6 +2,8 @@
 
     python -m gocram.bench.step_profile --config tiny --precision fp32 bf16 --steps 20 \\
         --out results/step-profile/
+    python -m gocram.bench.step_profile --config tiny --precision fp32 \\
+        --vary impl.newton_schulz=torch,bf16,fp32 --out results/muon-speed/
 
 Builds the config's model and optimizer (no data: random token ids of the config's batch shape),
 runs a few untimed warm-up steps, then times `--steps` steps. The forward is split by part with
@@ -170,14 +172,19 @@ def profile_steps(cfg: RunConfig, precision: str, *, steps: int, warmup: int = 3
     }
 
 
+def _label(row: dict) -> str:
+    return f"{row['precision']}, {row['variant']}" if row.get("variant") else row["precision"]
+
+
 def markdown(rows: list[dict], config: str) -> str:
-    """Parts as rows, one 'ms (share)' column per precision."""
+    """Parts as rows, one 'ms (share)' column per precision (and --vary value)."""
     first = rows[0]
-    lines = [f"# Step profile: {config} (config {first['config_hash']}) on {first['device']}", "",
+    hashes = ", ".join(dict.fromkeys(r["config_hash"] for r in rows))
+    lines = [f"# Step profile: {config} (config {hashes}) on {first['device']}", "",
              f"commit {(first['git_sha'] or '?')[:12]}, torch {first['versions'].get('torch')}, "
              f"{first['threads']} threads, batch {first['micro_batch']} x {first['seq_len']}, "
              f"mean of {first['steps']} steps after {first['warmup']} warm-up", "",
-             "| part | " + " | ".join(r["precision"] for r in rows) + " |",
+             "| part | " + " | ".join(_label(r) for r in rows) + " |",
              "|---|" + "---|" * len(rows)]
     for part in PARTS:
         cells = [f"{r['parts'][part]['ms']:.2f} ms ({r['parts'][part]['share']:.1%})" for r in rows]
@@ -193,11 +200,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("results/step-profile"))
+    parser.add_argument("--vary", metavar="KEY=V1,V2", default=None,
+                        help="one setting over several values (e.g. impl.newton_schulz=torch,fp32): "
+                             "a column per value and precision")
     parser.add_argument("overrides", nargs="*", help="section.key=value, as for gocram train")
     args = parser.parse_args(argv)
-    cfg = load_config(args.config, args.overrides)
-    rows = [profile_steps(cfg, precision, steps=args.steps, warmup=args.warmup)
-            for precision in args.precision]
+    variants: list[list[str]] = [[]]
+    if args.vary:
+        key, eq, values = args.vary.partition("=")
+        if not eq or not key or not values.strip(","):
+            parser.error(f"--vary {args.vary!r}: give KEY=V1,V2 (e.g. impl.newton_schulz=torch,fp32)")
+        variants = [[f"{key}={v}"] for v in values.split(",") if v]
+    rows = []
+    for variant in variants:
+        cfg = load_config(args.config, [*args.overrides, *variant])
+        for precision in args.precision:
+            rows.append({**profile_steps(cfg, precision, steps=args.steps, warmup=args.warmup),
+                         "variant": " ".join(variant)})
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "step_profile.json").write_text(json.dumps(rows, indent=1) + "\n")
     table = markdown(rows, args.config)
