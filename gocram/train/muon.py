@@ -2,11 +2,12 @@
 
 torch.optim.Muon (the reference) orthogonalises one matrix at a time in bf16. On a CPU without
 bf16 dot products (AVX2) bf16 matmuls are emulated and tens of times slower than fp32, so the
-reference's step dwarfs the model's (results/muon-speed). `BatchedMuon` computes the same update
-(momentum, Nesterov, quintic Newton-Schulz with torch's coefficients, torch's LR adjustment and
-decoupled weight decay) with every same-shape matrix of a group stacked into one batched
-iteration, in bf16 (torch's numbers up to bf16 rounding) or in fp32 (closer to the exact iteration
-than either bf16 path). tests/test_muon.py compares both with torch.optim.Muon step by step.
+reference's step takes longer than the whole fp32 training step (README, "What the lab has
+measured"). `BatchedMuon` computes the same update (momentum, Nesterov, quintic Newton-Schulz
+with torch's coefficients, torch's LR adjustment and decoupled weight decay) with every
+same-shape matrix of a group stacked into one batched iteration, in bf16 (torch's numbers up
+to bf16 rounding) or in fp32 (closer to the exact iteration than either bf16 path).
+tests/test_muon.py compares both with torch.optim.Muon step by step.
 
 The fp32 path is exact only up to bf16's rounding in the reference: on well-conditioned updates
 the two differ by about a percent, but the iteration's slope at zero amplifies rounding in an
