@@ -8,7 +8,8 @@ A number typed into README.md or docs/*.md is wrapped in a marked span that name
 
 where N is the number as the reader sees it (e.g. with thousands commas, or rounded).
 
-The path is relative to the repository root, under results/ (JSON, JSON lines or CSV: lines and CSV
+The path is relative to the repository root: under results/, or the report.json and manifest.json a
+corpus build wrote beside its chunks (JSON, JSON lines or CSV: lines and CSV
 rows are a list of objects). The selector walks the loaded value: `key`, a list index `3`, or
 `[field=value&field=value]` picking the one object of a list whose fields match (as text); keys
 may hold spaces (a CSV column like `Δ tokens/s`). An
