@@ -14,7 +14,8 @@ from tests.conftest import REPO
 # Pages whose measured numbers are all marked (or were removed for want of an artifact). Other
 # pages join this list once their numbers are marked.
 FULLY_SOURCED = ["README.md", "docs/engines.md", "docs/tokenizer.md", "docs/kernels.md",
-                 "docs/attention.md", "docs/ablations.md", "docs/eval.md"]
+                 "docs/attention.md", "docs/ablations.md", "docs/eval.md", "docs/data.md",
+                 "docs/health.md"]
 # What a measurement looks like: a rate, a size, a time or a bpb/loss with 3+ decimals.
 MEASURED = re.compile(r"\d[\d,]*(?:\.\d+)? ?(?:tok/s|tokens/s|MiB|GiB|TFLOPS|GB/s|ms\b)|\b\d\.\d{3,}\b")
 MARKED = re.compile(r"<!-- from .*?<!-- end -->", re.DOTALL)
