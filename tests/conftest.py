@@ -56,6 +56,12 @@ SMALL_MODEL = ["model.n_layer=2", "model.n_head=2", "model.d_model=64", "model.s
                "model.vocab_size=512"]
 
 
+# The suite's tolerances and step counts were set on AdamW with the full-logits loss; Muon (tiny's
+# optimizer since it became the record), the chunked loss and the AdamW kernels have their own
+# tests, which name them.
+ADAMW_RECIPE = ["train.optimizer=adamw", "impl.loss=torch", "impl.optimizer_kernel=auto"]
+
+
 def small_overrides_for(go_corpus: Path, cache_dir: Path) -> list[str]:
     """A 2-layer, d=64, T=64 model on the small corpus: a training step takes milliseconds."""
     return [
@@ -63,11 +69,7 @@ def small_overrides_for(go_corpus: Path, cache_dir: Path) -> list[str]:
         f"data.corpus={go_corpus}", f"data.cache_dir={cache_dir}", "data.val_frac=0.2",
         "eval.max_bytes=20000", "impl.eval_every_s=0",
         # auto would pick bf16 on a CPU with native bf16: keep the suite's numbers machine-independent
-        "train.precision=fp32",
-        # the suite's tolerances and step counts were set on AdamW with the full-logits loss; Muon
-        # (tiny's optimizer since it became the record), the chunked loss and the AdamW kernels have
-        # their own tests, which name them
-        "train.optimizer=adamw", "impl.loss=torch", "impl.optimizer_kernel=auto",
+        "train.precision=fp32", *ADAMW_RECIPE,
     ]
 
 

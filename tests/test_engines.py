@@ -26,7 +26,7 @@ from gocram.config import load_config
 from gocram.core.errors import ConfigError, GocramError
 from gocram.train.checkpoint import latest_checkpoint, load_checkpoint
 from gocram.train.trainer import Trainer
-from tests.conftest import REPO, run_gocram
+from tests.conftest import ADAMW_RECIPE, REPO, run_gocram
 
 # Exact engines differ from one process only by the order of fp32 reductions (measured: max
 # |delta param| ~1e-6 after 8 steps); FSDP and ZeRO-3 also reduce-scatter and regather shards.
@@ -44,9 +44,8 @@ def base_args(go_corpus, cache_dir) -> list[str]:
         "eval.max_bytes=20000", "impl.eval_every_s=0", "train.clock=steps", "impl.ckpt_every_s=0",
         "impl.log_every_steps=1", "train.batch_tokens=512",
         "train.precision=fp32",  # auto is bf16 on a CPU with native bf16; the tolerances are fp32's
-        # ZeRO and FSDP cannot run Muon (the plan rejects it); Muon under DDP is tested in
-        # test_optimizers. The tolerances above were measured with AdamW and the torch loss.
-        "train.optimizer=adamw", "impl.loss=torch", "impl.optimizer_kernel=auto",
+        # ZeRO and FSDP cannot run Muon (the plan rejects it); Muon under DDP is in test_optimizers
+        *ADAMW_RECIPE,
     ]
 
 

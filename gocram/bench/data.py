@@ -5,8 +5,8 @@
             process and through DataLoader workers; the target is >= 700k tokens/s on 2 cores.
 - build:    corpus build MB/s for a source, with the report's sizes.
 
-Each prints one JSON line per measurement with the conditions it ran under; with `--out DIR` it also
-writes DIR/<benchmark>.json (the rows, the device, commit, versions and the load average before and
+Each prints one JSON line per measurement with the conditions it ran under; with `--results DIR` it
+also writes DIR/<benchmark>.json (the rows, the device, commit, versions and the load average before and
 after), the artifact docs/data.md's numbers are checked against.
 """
 

@@ -34,7 +34,11 @@ class Match:
     ngram: str
 
 
-def _jsonl(path: Path) -> list[dict]:
+HUMANEVAL_GLOB = "humaneval*go*.jsonl*"  # HumanEval-X Go
+MULTIPLE_GLOB = "multiple_*go*.jsonl*"  # MultiPL-E Go prompt sets
+
+
+def read_jsonl(path: Path) -> list[dict]:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8") as handle:
@@ -51,11 +55,11 @@ def eval_texts(eval_dir: str | Path) -> list[tuple[str, str]]:
     if not root.is_dir():
         raise GocramError(f"decontam.eval_dir: directory not found: {eval_dir}")
     texts = []
-    for path in sorted(root.glob("humaneval*go*.jsonl*")):
-        for row in _jsonl(path):
+    for path in sorted(root.glob(HUMANEVAL_GLOB)):
+        for row in read_jsonl(path):
             texts.append((f"humaneval-x/{row['task_id']}", row["prompt"] + row["canonical_solution"]))
-    for path in sorted(root.glob("multiple_*go*.jsonl*")):
-        for row in _jsonl(path):
+    for path in sorted(root.glob(MULTIPLE_GLOB)):
+        for row in read_jsonl(path):
             texts.append((f"multipl-e/{path.stem.removeprefix('multiple_')}/{row['name']}", row["prompt"]))
     if not texts:
         raise GocramError(f"decontam.eval_dir={eval_dir}: no HumanEval-X or MultiPL-E Go files found")

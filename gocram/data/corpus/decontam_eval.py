@@ -19,13 +19,17 @@ writes OUT/summary.json:
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import time
 from pathlib import Path
 
 from gocram.core.errors import GocramError
-from gocram.data.corpus.decontam import Decontaminator, eval_texts
+from gocram.data.corpus.decontam import (
+    HUMANEVAL_GLOB,
+    MULTIPLE_GLOB,
+    Decontaminator,
+    eval_texts,
+    read_jsonl,
+)
 from gocram.data.corpus.docs import iter_parquet_rows
 from gocram.data.corpus.options import build_options
 
@@ -35,15 +39,12 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 def copies(eval_dir: Path) -> dict[str, list[tuple[str, str]]]:
     """Per benchmark set: (task, the text a contaminated training file would hold)."""
     sets: dict[str, list[tuple[str, str]]] = {}
-    for path in sorted(eval_dir.glob("humaneval*go*.jsonl*")):
-        with gzip.open(path, "rt") if path.suffix == ".gz" else open(path) as handle:
-            rows = [json.loads(line) for line in handle if line.strip()]
-        sets["humaneval-x declaration+solution"] = [
-            (row["task_id"], row["declaration"] + row["canonical_solution"]) for row in rows]
-    for path in sorted(eval_dir.glob("multiple_*go*.jsonl")):
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        sets[f"multipl-e {path.stem.removeprefix('multiple_')} prompt"] = [
-            (row["name"], row["prompt"]) for row in rows]
+    for path in sorted(eval_dir.glob(HUMANEVAL_GLOB)):
+        sets.setdefault("humaneval-x declaration+solution", []).extend(
+            (row["task_id"], row["declaration"] + row["canonical_solution"]) for row in read_jsonl(path))
+    for path in sorted(eval_dir.glob(MULTIPLE_GLOB)):
+        sets[f"multipl-e {path.name.split('.')[0].removeprefix('multiple_')} prompt"] = [
+            (row["name"], row["prompt"]) for row in read_jsonl(path)]
     return sets
 
 
@@ -66,10 +67,11 @@ def _shown(path: Path) -> str:
 
 
 def corpus_files(corpus: Path) -> list[tuple[str, str]]:
-    if not any(corpus.glob("chunk-*.parquet")):
+    chunks = sorted(corpus.glob("chunk-*.parquet"))
+    if not chunks:
         raise GocramError(f"--corpus {corpus}: no chunk-*.parquet there (a `gocram data build` output)")
     return [(f"{row['max_stars_repo_name']}/{row['max_stars_repo_path']}", row["content"])
-            for path in sorted(corpus.glob("chunk-*.parquet")) for row in iter_parquet_rows(path)]
+            for path in chunks for row in iter_parquet_rows(path)]
 
 
 def tree_files(tree: Path) -> list[tuple[str, str]]:
