@@ -332,7 +332,7 @@ def test_new_fields_at_their_default_leave_the_hash_alone():
 @pytest.mark.parametrize(("spec", "field", "value"), [
     ("activation=relu2", "model.activation", "relu2"), ("gated_mlp", "model.mlp", "gated"),
     ("qk_norm", "model.qk_norm", True), ("softcap=15", "model.logit_softcap", 15.0),
-    ("value_embeddings=2", "model.value_embeddings", 2), ("bigram=4096", "model.bigram_buckets", 4096),
+    ("value_embeddings=1", "model.value_embeddings", 1), ("bigram=4096", "model.bigram_buckets", 4096),
     ("zero_init_proj", "model.zero_init_proj", True), ("untied_head", "model.tie_embeddings", False),
     ("no_bias", "model.bias", False), ("batch_ramp=0.3", "train.batch_ramp_frac", 0.3),
 ])

@@ -23,7 +23,7 @@ def test_overrides_are_typed():
     ("modl.n_layer=3", "unknown config section 'modl'"),
     ("model.n_layer=three", "model.n_layer: expected int"),
     ("model.n_layer=true", "model.n_layer: expected int"),
-    ("model.d_model=102", "model.d_model=102 is not divisible by model.n_head=4"),
+    ("model.d_model=100", "model.d_model=100 is not divisible by model.n_head=3"),
     ("model.position=alibi", "model.position: must be one of"),
     ("train.batch_tokens=1000", "train.batch_tokens=1000 is not a multiple"),
     ("train.clock=steps", "train.clock=steps needs train.max_steps"),
@@ -49,7 +49,7 @@ def test_missing_config_file():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--config", "tiny", "--out", "/tmp/x", "model.d_model=102"], "model.d_model=102"),
+    (["train", "--config", "tiny", "--out", "/tmp/x", "model.d_model=100"], "model.d_model=100"),
     (["train", "--config", "missing.yaml", "--out", "/tmp/x"], "missing.yaml"),
     (["train", "--config", "tiny", "--out", "/tmp/x", "data.corpus=/no/such/dir"], "/no/such/dir"),
     (["eval", "bpb", "--checkpoint", "/no/run", "--dir", "."], "/no/run"),

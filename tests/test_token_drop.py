@@ -54,10 +54,10 @@ def test_layer_ranges_and_the_override_syntax():
     assert cfg(token_drop_rate=0.5).token_drop_layer_range == range(1, 3)
     assert cfg(token_drop_rate=0.5, token_drop_layers="2-2").token_drop_layer_range == range(2, 3)
     assert cfg(n_layer=6, token_drop_rate=0.5, token_drop_layers="2").token_drop_layer_range == range(2, 3)
-    run = load_config("tiny", ["model.token_drop_rate=0.5", "model.token_drop_layers=1-2"])
+    run = load_config("tiny", ["model.n_layer=4", "model.token_drop_rate=0.5", "model.token_drop_layers=1-2"])
     assert run.model.token_drop_layer_range == range(1, 3)
     with pytest.raises(ConfigError, match="model.token_drop_layers"):
-        load_config("tiny", ["model.token_drop_rate=0.5", "model.token_drop_layers=1-3"])
+        load_config("tiny", ["model.n_layer=4", "model.token_drop_rate=0.5", "model.token_drop_layers=1-3"])
 
 
 def test_schedule_follows_the_budget_fraction():
