@@ -55,7 +55,7 @@ def test_every_toggle_applies_as_config_overrides(base):
                "softcap": 15, "value_embeddings": 1, "bigram": 64, "batch_ramp": 0.5,
                "adamw": "fused", "threads": 2, "compile_mode": "max-autotune", "size": "2x128",
                "batch_tokens": 512, "lr": 0.001, "matrix_lr": 0.01, "newton_schulz": "fp32",
-               "schedule": "wsd", "decay_frac": 0.5}
+               "schedule": "wsd", "decay_frac": 0.5, "context": 128}
     muon = apply_toggles(base, ("optimizer=muon",))
     for name, toggle in TOGGLES.items():
         if name == "engine":  # a launcher, covered by the engine tests

@@ -150,3 +150,10 @@ def test_without_first_losses_the_table_has_no_loss_column(tmp_path):
     table = _table(tmp_path, [_row("baseline", 0, 1000, 2.5), _row("c", 0, 1100, 2.5, toggles=["compile"])])
     assert LOSS_MATCH not in table["_text"]
     assert table["cell"][-1].strip(" |") == "git"
+
+
+def test_a_base_cell_named_for_what_it_is_is_the_baseline(tmp_path):
+    rows = [_row("plain", 0, 1000, 2.50), _row("no_bias", 0, 1100, 2.45, toggles=["no_bias"])]
+    table = _table(tmp_path, rows)
+    assert table["no_bias"][DELTA_TPS] == "+10.0%" and table["no_bias"][DELTA_BPB] == "-0.0500"
+    assert table["plain"][DELTA_BPB] == "-"

@@ -3,6 +3,8 @@ report plots final bpb against parameters only when the cells differ in size."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from gocram.ablations.report import write_reports
@@ -26,6 +28,8 @@ def test_size_sets_depth_width_and_heads_of_one_size():
     ("size=4xwide", "write LAYERSxWIDTH"),
     (f"size=4x{HEAD_SIZE + 1}", "multiple of the head size"),
     ("batch_tokens=100", "multiple of model.seq_len"),
+    ("context=300", "divides the base's micro-batch"),
+    ("context=long", "divides the base's micro-batch"),
 ])
 def test_bad_size_and_batch_values_name_the_problem(spec, message):
     with pytest.raises(ConfigError, match=message):
@@ -43,6 +47,31 @@ def test_batch_tokens_keeps_the_micro_batch_where_it_divides_the_batch():
     assert micro == 16
     odd = apply_toggles(base, (f"batch_tokens={24 * sequence}",))
     assert (odd.train.batch_tokens, odd.train.micro_batch, odd.grad_accum) == (24 * sequence, 12, 2)
+
+
+def test_context_moves_the_sequence_length_at_the_bases_tokens_per_step():
+    base = load_config("tiny")
+    step_tokens = base.train.micro_batch * base.model.seq_len * base.grad_accum
+    for length in (2 * base.model.seq_len, base.model.seq_len // 2):
+        cfg = apply_toggles(base, (f"context={length}",))
+        assert cfg.model.seq_len == length
+        assert cfg.train.micro_batch * cfg.model.seq_len * cfg.grad_accum == step_tokens
+    with pytest.raises(ConfigError, match=r"both set train\.micro_batch"):
+        apply_toggles(base, ("context=512", "batch_tokens=8192"))
+
+
+def test_a_longer_context_trains_on_the_same_tokens_per_step(tmp_path, small_overrides):
+    from gocram.train.trainer import train
+
+    steps = ["train.clock=steps", "train.max_steps=6", "impl.log_every_steps=1"]
+    base = load_config("tiny", [*small_overrides, *steps])
+    cfg = apply_toggles(base, (f"context={2 * base.model.seq_len}",))
+    train(cfg, tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    tokens = [r["tokens"] for r in records if "loss" in r]
+    assert tokens == [(i + 1) * base.train.micro_batch * base.model.seq_len for i in range(6)]
+    trained = [r["loss"] for r in records if "loss" in r]
+    assert trained[-1] < trained[0]
 
 
 def test_each_optimizer_groups_lr_has_its_own_toggle():

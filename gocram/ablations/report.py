@@ -85,8 +85,17 @@ def summarise(rows: list[dict]) -> list[CellSummary]:
         kinds = sorted(set(cell_rows[0]["kinds"].values())) or ["baseline"]
         summaries.append(CellSummary(cell, cell_rows[0]["toggles"], "/".join(kinds),
                                      "ok" if statuses == ["ok"] else "; ".join(statuses), cell_rows))
-    summaries.sort(key=lambda s: (s.cell != "baseline", s.status != "ok"))
+    base = base_cell(summaries)
+    summaries.sort(key=lambda s: (s is not base, s.status != "ok"))
     return summaries
+
+
+def base_cell(summaries: list[CellSummary]) -> CellSummary | None:
+    """The cell every delta is against: the one named `baseline`, else the one without toggles
+    (a matrix may name its base for what it is, as block's `plain`)."""
+    named = [s for s in summaries if s.cell == "baseline"]
+    bare = [s for s in summaries if not s.toggles]
+    return next(iter(named or bare), None)
 
 
 OTHER_COMMIT = "†"  # marks a delta against a baseline from another commit than the cell's
@@ -203,7 +212,7 @@ def _compile_s(s: CellSummary) -> str:
 def table_rows(summaries: list[CellSummary], runs: list[dict] | None = None) -> list[dict]:
     """One row per cell; `runs` (all rows of this matrix and device, superseded ones too) is where
     each cell's same-commit baseline is looked up (default: the summaries' own rows)."""
-    base = next((s for s in summaries if s.cell == "baseline"), None)
+    base = base_cell(summaries)
     runs = runs if runs is not None else [r for s in summaries for r in s.rows]
     best_peaks = best_measured_peaks(runs)
     with_losses = any(r.get("first_losses") for r in runs)

@@ -158,6 +158,17 @@ def _batch_tokens_overrides(cfg: RunConfig, value: Any) -> Overrides:
     return {"train.batch_tokens": int(value), "train.micro_batch": micro}
 
 
+def _context_overrides(cfg: RunConfig, value: Any) -> Overrides:
+    """model.seq_len=N with the base's tokens per micro-batch (so per step too): the micro-batch
+    holds fewer, longer sequences, so only the context moves, and validation is scored in
+    chunks of N tokens (gocram/eval/bpb.py)."""
+    micro_tokens = cfg.train.micro_batch * cfg.model.seq_len
+    if not isinstance(value, int) or value < 1 or micro_tokens % value:
+        raise ConfigError(f"context={value}: must be a whole number of tokens that divides the base's "
+                          f"micro-batch of {micro_tokens} tokens (train.micro_batch x model.seq_len)")
+    return {"model.seq_len": value, "train.micro_batch": micro_tokens // value}
+
+
 # -- the shipped toggles -------------------------------------------------------------------------
 for _toggle in (
     _setting("impl.norm", "triton_layernorm", "fused Triton LayerNorm forward+backward",
@@ -218,6 +229,10 @@ for _toggle in (
            writes=("train.batch_tokens", "train.micro_batch"),
            description="tokens per optimizer step (whole sequences; the micro-batch divides them)",
            apply=_batch_tokens_overrides),
+    Toggle(name="context", group="context", takes_value=True,
+           writes=("model.seq_len", "train.micro_batch"),
+           description="context length in tokens at the base's tokens per step (fewer, longer sequences)",
+           apply=_context_overrides),
     _setting("train.lr", "lr", "learning rate of AdamW (every parameter under adamw; embeddings, head "
              "and vectors under muon)"),
     _setting("train.matrix_lr", "matrix_lr", "learning rate of Muon's block matrices (optimizer=muon)"),
